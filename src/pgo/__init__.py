@@ -1,0 +1,3 @@
+"""pgo: GitOps for Docker Compose on plain servers."""
+
+__version__ = "0.1.0"

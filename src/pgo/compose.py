@@ -1,0 +1,168 @@
+"""One compose project: find its file, load its normalized model, bring it up and down.
+
+The compose tool itself (v2 `docker compose`, or v1 `docker-compose` where v2 is missing)
+loads the model; pgo never interprets compose YAML on its own to decide anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgo.errors import CommandError, ComposeError
+from pgo.runner import CommandRunner, RunAs, Sink, redact
+
+# The one list of default compose file names, in the order they are tried.
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+
+CONFIG_TIMEOUT = 120.0
+UP_TIMEOUT = 1800.0
+
+V2 = ("docker", "compose")
+V1 = ("docker-compose",)
+
+
+def detect() -> tuple[str, ...]:
+    """Compose v2 if `docker compose` works, else v1; PGO_COMPOSE=v1|v2 forces one."""
+    forced = os.environ.get("PGO_COMPOSE", "")
+    if forced == "v1":
+        return V1
+    if forced == "v2":
+        return V2
+    if shutil.which("docker"):
+        try:
+            r = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30,
+                               check=False)
+            if r.returncode == 0:
+                return V2
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    if shutil.which("docker-compose"):
+        return V1
+    return V2
+
+
+def find_file(checkout: Path, configured: str | None) -> Path:
+    """The compose file of a checkout: `configured` if set, else the first default name."""
+    names = (configured,) if configured else COMPOSE_FILES
+    for name in names:
+        p = checkout / name
+        if p.is_file():
+            return p
+    if configured:
+        raise ComposeError(f"compose file {configured!r} not found in the checkout")
+    raise ComposeError(f"no compose file in the checkout (looked for {', '.join(COMPOSE_FILES)})")
+
+
+@dataclass(frozen=True)
+class Model:
+    """The normalized compose model as the compose tool printed it."""
+
+    text: str
+    data: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def reload(self) -> bool:
+        """`x-pgo: {reload: false}` asks to take new commits without restarting containers."""
+        ext = self.data.get("x-pgo")
+        return not (isinstance(ext, dict) and ext.get("reload") is False)
+
+
+class Project:
+    def __init__(
+        self, name: str, workdir: Path, runner: CommandRunner, as_user: RunAs | None,
+        *, binary: Sequence[str] = V2, compose_file: str | None = None,
+        env: Mapping[str, str] | None = None, secrets: Sequence[str] = (),
+        log: logging.LoggerAdapter[logging.Logger] | logging.Logger | None = None,
+    ) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.runner = runner
+        self.as_user = as_user
+        self.binary = tuple(binary)
+        self.compose_file = compose_file
+        self.env = dict(env or {})
+        self.secrets = tuple(secrets)
+        self.log = log or logging.getLogger("pgo.compose")
+
+    @property
+    def file(self) -> Path:
+        return find_file(self.workdir, self.compose_file)
+
+    def argv(self, *args: str, with_file: bool = True) -> list[str]:
+        out = [*self.binary, "--project-name", self.name]
+        if with_file:
+            out += ["--file", str(self.file)]
+        return out + list(args)
+
+    async def _run(self, *args: str, timeout: float = UP_TIMEOUT, with_file: bool = True,
+                   stdin: bytes | None = None) -> str:
+        argv = self.argv(*args, with_file=with_file)
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
+                                    env=self.env, timeout=timeout, secrets=self.secrets,
+                                    stdin=stdin, service=self.name)
+        if res.returncode != 0:
+            raise CommandError(f"compose {args[0]}", res.returncode,
+                               redact(res.output, self.secrets))
+        return res.stdout.decode("utf-8", "replace")
+
+    async def config(self) -> Model:
+        """Load the model exactly as `up` will see it (interpolation, extends, include...)."""
+        try:
+            text = await self._run("config", timeout=CONFIG_TIMEOUT)
+        except CommandError as e:
+            raise ComposeError(f"compose file does not load: {e.output.strip() or e}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ComposeError(f"compose config printed unreadable YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ComposeError("compose config printed no model")
+        return Model(text=text, data=data)
+
+    async def pull(self) -> None:
+        await self._run("pull", "--quiet", "--ignore-pull-failures")
+
+    async def up(self) -> None:
+        await self._run("up", "--detach", "--remove-orphans")
+
+    async def down(self) -> None:
+        """Down the project. Works without a compose file (v2) so stale projects can go."""
+        try:
+            self.file  # noqa: B018 - raises when there is no file
+            with_file = True
+        except ComposeError:
+            with_file = False
+        await self._run("down", "--remove-orphans", with_file=with_file)
+
+    async def running(self) -> bool:
+        """True when at least one container of this project is running."""
+        res = await self.runner.run(
+            ["docker", "ps", "--quiet", "--filter",
+             f"label=com.docker.compose.project={self.name}"],
+            as_user=self.as_user, cwd="/", env=self.env, timeout=CONFIG_TIMEOUT,
+            service=self.name)
+        if res.returncode != 0:
+            raise CommandError("docker ps", res.returncode, res.output)
+        return bool(res.stdout.strip())
+
+    async def stream(self, args: Sequence[str], stdout: Sink, stderr: Sink,
+                     stdin: bytes | None = None) -> int:
+        """Run a compose subcommand, streaming its output (ps, logs -f, exec...)."""
+        return await self.runner.stream(
+            self.argv(*args), stdout=stdout, stderr=stderr, as_user=self.as_user,
+            cwd=str(self.workdir), env=self.env, stdin=stdin, secrets=self.secrets,
+            service=self.name)

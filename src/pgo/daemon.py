@@ -1,0 +1,135 @@
+"""All services together: start-up, stale cleanup, the tracking loops, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import shutil
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pgo import config
+from pgo.compose import Project
+from pgo.errors import PgoError
+from pgo.runner import CommandRunner, Runner
+from pgo.service import STATE_DIR, Hooks, Paths, TrackedService
+
+log = logging.getLogger("pgo.daemon")
+
+
+@dataclass(frozen=True)
+class Options:
+    config_path: str
+    paths: Paths
+    interval: float  # seconds between polls, before jitter
+    ssh_addr: tuple[str, int] | None
+    metric_addr: tuple[str, int] | None
+    restart: bool  # reload the config when the file changes
+    compose_binary: tuple[str, ...]
+
+
+class Daemon:
+    def __init__(self, cfg: config.Config, opts: Options, runner: CommandRunner | None = None
+                 ) -> None:
+        from pgo import metrics
+
+        self.cfg = cfg
+        self.opts = opts
+        self.runner = runner or Runner(observer=metrics.observe_command)
+        self.services: dict[str, TrackedService] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.hooks = Hooks()
+        self.stopping = asyncio.Event()
+
+    def make_service(self, svc: config.Service) -> TrackedService:
+        return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
+                              hooks=self.hooks)
+
+    async def remove_stale(self, keep: Sequence[str]) -> None:
+        """Down and remove every checkout in --dir that belongs to no configured service."""
+        root = self.opts.paths.root
+        if not root.is_dir():
+            return
+        for entry in sorted(root.iterdir()):
+            name = entry.name
+            if name == STATE_DIR or name in keep or not entry.is_dir() or entry.is_symlink():
+                continue
+            if not config.NAME_RE.match(name):
+                log.warning("%s is not a service directory; leaving it alone", entry)
+                continue
+            await self.remove_service_dir(name)
+
+    async def remove_service_dir(self, name: str) -> None:
+        paths = self.opts.paths
+        log.info("[%s] stale: no such service in %s; downing it and removing %s", name,
+                 self.cfg.path, paths.checkout(name))
+        project = Project(name, paths.checkout(name), self.runner, None,
+                          binary=self.opts.compose_binary)
+        try:
+            await project.down()
+        except PgoError as e:
+            log.error("[%s] down of stale project failed: %s", name, e)
+        shutil.rmtree(paths.checkout(name), ignore_errors=True)
+        shutil.rmtree(paths.private(name), ignore_errors=True)
+
+    async def track(self, svc: TrackedService) -> None:
+        """The poll loop of one service: reconcile, sleep -t plus jitter (or until woken)."""
+        while True:
+            svc.wake.clear()
+            await svc.reconcile("poll" if svc.state.last_reconcile else "start")
+            delay = self.opts.interval * (1 + random.uniform(0, 0.5))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await svc.wake.wait()
+
+    def start_service(self, svc: config.Service) -> None:
+        tracked = self.make_service(svc)
+        tracked.prepare()
+        self.services[svc.name] = tracked
+        log.info("[%s] tracking %s (branch %s) as user %s", svc.name,
+                 svc.display_repository(), svc.branch, svc.user)
+        self.tasks[svc.name] = asyncio.create_task(self.track(tracked), name=f"track-{svc.name}")
+
+    async def stop_service(self, name: str) -> None:
+        task = self.tasks.pop(name, None)
+        tracked = self.services.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if tracked is not None:
+            # wait for whoever holds the lock (an SSH command) before touching the project
+            async with tracked.lock:
+                pass
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.remove_stale([s.name for s in self.cfg.services])
+        for svc in self.cfg.services:
+            self.start_service(svc)
+        servers = await self.start_servers()
+        log.info("pgod running: %d service(s), every %gs", len(self.services),
+                 self.opts.interval)
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("pgod stopping; containers keep running")
+            for name in list(self.tasks):
+                task = self.tasks.pop(name)
+                task.cancel()
+            for s in servers:
+                await s.aclose()
+
+    async def start_servers(self) -> list[Server]:
+        """Listeners beside the tracker (SSH, metrics/webhooks). Filled in by their modules."""
+        return []
+
+
+class Server:
+    async def aclose(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError

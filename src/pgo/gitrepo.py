@@ -1,0 +1,102 @@
+"""One service's git checkout: clone, fetch, reset, hash. git runs as the service's user."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pgo.errors import CommandError, FetchError
+from pgo.runner import CommandRunner, RunAs, redact
+
+GIT_TIMEOUT = 300.0
+
+# pgod's own global git config: git's ownership check (safe.directory) would refuse a local
+# upstream owned by another user, and the clone-local transport drops command-line config.
+GITCONFIG = "[safe]\n\tdirectory = *\n[gc]\n\tauto = 0\n"
+
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+class Checkout:
+    def __init__(
+        self, path: Path, url: str, branch: str, runner: CommandRunner, as_user: RunAs,
+        *, gitconfig: Path, secrets: Sequence[str] = (), service: str = "",
+        log: logging.LoggerAdapter[logging.Logger] | logging.Logger | None = None,
+    ) -> None:
+        self.path = path
+        self.gitconfig = gitconfig
+        self.url = url
+        self.branch = branch
+        self.runner = runner
+        self.as_user = as_user
+        self.secrets = tuple(secrets)
+        self.service = service
+        self.log = log or logging.getLogger("pgo.git")
+
+    async def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        argv = ["git", *args]
+        genv = {**GIT_ENV, "GIT_CONFIG_GLOBAL": str(self.gitconfig), **(env or {})}
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.path),
+                                    env=genv, timeout=GIT_TIMEOUT,
+                                    secrets=self.secrets, service=self.service)
+        if res.returncode != 0:
+            what = f"git {args[0]}"
+            err_cls = FetchError if args[0] in ("fetch", "clone", "ls-remote") else CommandError
+            raise err_cls(what, res.returncode, redact(res.output, self.secrets))
+        return res.stdout.decode("utf-8", "replace").strip()
+
+    def prepare_dir(self) -> None:
+        """Create the (empty) checkout directory owned by the user, not writable by others."""
+        self.path.mkdir(mode=0o750, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(self.path, self.as_user.uid, self.as_user.gid)
+        os.chmod(self.path, 0o750)
+
+    async def is_healthy(self) -> bool:
+        if not (self.path / ".git").is_dir():
+            return False
+        try:
+            await self._git("rev-parse", "--verify", "-q", "HEAD^{tree}")
+        except CommandError:
+            return False
+        return True
+
+    async def clone(self) -> None:
+        """(Re-)clone into an emptied checkout directory."""
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.prepare_dir()
+        await self._git("clone", "--quiet", "--single-branch", "--branch", self.branch,
+                        "--", self.url, ".")
+
+    async def fetch(self) -> str:
+        """Fetch the tracked branch (force: upstream may rewrite history); return its commit."""
+        ref = f"refs/remotes/origin/{self.branch}"
+        await self._git("remote", "set-url", "origin", self.url)
+        await self._git("fetch", "--quiet", "--prune", "--no-tags", "origin",
+                        f"+refs/heads/{self.branch}:{ref}")
+        return await self._git("rev-parse", "--verify", f"{ref}^{{commit}}")
+
+    async def reachable(self) -> bool:
+        """Can upstream be listed at all? (Tells a dead network from a damaged checkout.)"""
+        try:
+            await self._git("ls-remote", "--heads", "--", self.url, self.branch)
+        except CommandError:
+            return False
+        return True
+
+    async def reset(self, commit: str) -> None:
+        await self._git("reset", "--quiet", "--hard", commit)
+
+    async def head(self) -> str:
+        return await self._git("rev-parse", "--verify", "HEAD^{commit}")
+
+    async def commit_time(self, commit: str) -> int:
+        return int(await self._git("show", "-s", "--format=%ct", commit))

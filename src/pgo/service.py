@@ -1,0 +1,302 @@
+"""One tracked service: its directories, its lock, its recorded state, and reconcile().
+
+Every path that changes what runs (the poll tick, a webhook, `pgoctl //git pull`, a config
+reload, start-up) calls reconcile(); manual `up` calls apply(). Both hold the service's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgo import config, metrics
+from pgo.compose import Model, Project
+from pgo.errors import CommandError, ComposeError, FetchError, PgoError
+from pgo.gitrepo import GITCONFIG, Checkout
+from pgo.judge import judge
+from pgo.runner import CommandRunner, RunAs
+from pgo.state import State
+
+STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
+
+
+class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with `[service]`."""
+
+    def process(self, msg: object, kwargs: object) -> tuple[str, object]:  # type: ignore[override]
+        return f"[{self.extra['service']}] {msg}", kwargs  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path  # -d: checkouts, stop files, pgod's state
+    datadir: Path  # --datadir: each service's data
+
+    def checkout(self, name: str) -> Path:
+        return self.root / name
+
+    def data(self, name: str) -> Path:
+        return self.datadir / name
+
+    def stopfile(self, name: str) -> Path:
+        return self.root / f"{name}.stop"
+
+    def private(self, name: str) -> Path:
+        return self.root / STATE_DIR / "services" / name
+
+    def gitconfig(self) -> Path:
+        return self.root / STATE_DIR / "gitconfig"
+
+    def state(self, name: str) -> Path:
+        return self.private(name) / "state.json"
+
+
+# A hook run before a service is brought up (NFS mount, Caddy import...).
+Hook = Callable[["TrackedService"], Awaitable[None]]
+
+
+@dataclass
+class Hooks:
+    before_up: list[Hook] = field(default_factory=list)
+    after_deploy: list[Hook] = field(default_factory=list)
+
+
+class TrackedService:
+    def __init__(self, cfg: config.Service, paths: Paths, runner: CommandRunner,
+                 compose_binary: Sequence[str], *, hooks: Hooks | None = None,
+                 as_user: RunAs | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.paths = paths
+        self.runner = runner
+        self.hooks = hooks or Hooks()
+        self.lock = asyncio.Lock()
+        self.log = Logger(logging.getLogger("pgo.service"), {"service": cfg.name})
+        self.state = State.load(paths.state(cfg.name))
+        self.as_user = as_user or RunAs.lookup(cfg.user, home=self._home())
+        self.secrets = cfg.secrets()
+        self.checkout = Checkout(paths.checkout(cfg.name), cfg.repository, cfg.branch, runner,
+                                 self.as_user, gitconfig=paths.gitconfig(),
+                                 secrets=self.secrets, service=cfg.name,
+                                 log=self.log)
+        self.project = Project(cfg.name, paths.checkout(cfg.name), runner, self.as_user,
+                               binary=compose_binary, compose_file=cfg.compose,
+                               env=self.compose_env(), secrets=self.secrets, log=self.log)
+        self.wake = asyncio.Event()
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _home(self) -> str | None:
+        import pwd
+
+        home = pwd.getpwnam(self.cfg.user).pw_dir
+        return home if os.path.isdir(home) else str(self.paths.private(self.cfg.name) / "home")
+
+    def docker_config(self) -> Path:
+        return self.paths.private(self.name) / "docker"
+
+    def compose_env(self) -> dict[str, str]:
+        env = dict(self.cfg.env)
+        env["DOCKER_CONFIG"] = str(self.docker_config())
+        env["PGO_DATA"] = str(self.paths.data(self.name))
+        env["PGO_SERVICE"] = self.name
+        return env
+
+    def prepare(self) -> None:
+        """Create the service's directories with the right owners and modes."""
+        uid, gid = self.as_user.uid, self.as_user.gid
+        root_private = self.paths.root / STATE_DIR
+        for d, mode, owner in (
+            (self.paths.root, 0o755, (0, 0)),
+            (root_private, 0o711, (0, 0)),
+            (root_private / "services", 0o711, (0, 0)),
+            (self.paths.private(self.name), 0o711, (0, 0)),
+            (self.docker_config(), 0o700, (uid, gid)),
+            (self.paths.datadir, 0o755, (0, 0)),
+            (self.paths.data(self.name), 0o750, (uid, gid)),
+        ):
+            d.mkdir(parents=True, exist_ok=True, mode=mode)
+            if os.geteuid() == 0:
+                if d.is_symlink():
+                    raise PgoError(f"{d} is a symlink; refusing to use it")
+                os.chown(d, *owner)
+                os.chmod(d, mode)
+        gitconfig = self.paths.gitconfig()
+        if not gitconfig.exists() or gitconfig.read_text() != GITCONFIG:
+            gitconfig.write_text(GITCONFIG)
+            gitconfig.chmod(0o644)
+        home = Path(self.as_user.home)
+        if not home.exists():
+            home.mkdir(parents=True, mode=0o700)
+            if os.geteuid() == 0:
+                os.chown(home, uid, gid)
+
+    def save(self) -> None:
+        self.state.save(self.paths.state(self.name))
+
+    # -- reconcile ---------------------------------------------------------------------
+
+    async def reconcile(self, reason: str = "poll") -> str:
+        """Bring the service in line with upstream; return the outcome's name."""
+        async with self.lock:
+            t0 = time.monotonic()
+            try:
+                outcome = await self._converge(reason)
+            except PgoError as e:
+                outcome = "failed"
+                self.state.last_error = str(e)
+                self.log.error("%s", e)
+            finally:
+                self.state.last_reconcile = time.time()
+                self.save()
+            metrics.RECONCILES.labels(self.name, outcome).inc()
+            metrics.DURATION.labels(self.name).observe(time.monotonic() - t0)
+            return outcome
+
+    async def _sync_checkout(self) -> str | None:
+        """Clone or fetch and reset to upstream; return the error when upstream could not
+        be read (the checkout then stays as it is)."""
+        if await self.checkout.is_healthy():
+            try:
+                commit = await self.checkout.fetch()
+                head = await self.checkout.head()
+                if commit != head:
+                    self.log.info("upstream moved %s -> %s", head[:8], commit[:8])
+                    await self.checkout.reset(commit)
+                return None
+            except FetchError as e:
+                if not await self.checkout.reachable():
+                    self.log.warning("upstream unreachable, keeping what runs: %s", e)
+                    return str(e)
+                self.log.warning("checkout can not fetch (%s): cloning it again", e)
+            except CommandError as e:
+                self.log.warning("checkout is damaged (%s): cloning it again", e)
+        elif self.checkout.path.exists() and any(self.checkout.path.iterdir()):
+            self.log.warning("checkout is damaged: cloning it again")
+        self.log.info("cloning %s (branch %s)", self.cfg.display_repository(), self.cfg.branch)
+        await self.checkout.clone()  # a FetchError here: nothing to run; reconcile records it
+        return None
+
+    async def _converge(self, reason: str) -> str:
+        st = self.state
+        fetch_error = await self._sync_checkout()
+        head = await self.checkout.head()
+        st.desired_commit = head
+
+        if self.paths.stopfile(self.name).exists():
+            if not st.stopped or await self.project.running():
+                self.log.info("stop file %s present: downing", self.paths.stopfile(self.name))
+                await self.project.down()
+            st.stopped = True
+            st.last_error = fetch_error or ""
+            return "stopped"
+        if st.stopped:
+            self.log.info("stop file gone: bringing the service back")
+            st.stopped = False
+
+        try:
+            model = await self.project.config()
+        except ComposeError as e:
+            return self._refuse(head, "", [str(e)], kind="error")
+        if st.refused_commit == head and st.refused_model == model.digest:
+            return "refused"  # judged before; retried when upstream changes again
+        violations = self.violations(model)
+        if violations:
+            return self._refuse(head, model.digest, violations, kind="policy")
+        st.refused_commit, st.refused_model, st.violations = "", "", []
+
+        running = await self.project.running()
+        if model.digest != st.applied_model:
+            if st.applied_model and not model.reload and running:
+                if not st.pending_reload:
+                    self.log.info("commit %s taken; x-pgo reload is false, so the change waits "
+                                  "for a manual up", head[:8])
+                st.pending_reload = True
+                st.last_error = fetch_error or ""
+                return "pending"
+            self.log.info("deploying commit %s (%s)", head[:8], reason)
+            await self._deploy(model, head)
+            st.last_error = fetch_error or ""
+            return "deployed"
+        if not running:
+            self.log.info("not running: bringing up commit %s", head[:8])
+            await self._deploy(model, head)
+            st.last_error = fetch_error or ""
+            return "started"
+        st.last_error = fetch_error or ""
+        return "unchanged"
+
+    def violations(self, model: Model) -> list[str]:
+        found = judge(model.data, self.name, self.cfg.user, self.cfg.networks,
+                      self.paths.checkout(self.name), self.paths.data(self.name))
+        return [str(v) for v in found]
+
+    def _refuse(self, head: str, digest: str, reasons: list[str], *, kind: str) -> str:
+        st = self.state
+        st.refused_commit, st.refused_model, st.violations = head, digest, reasons
+        st.last_error = f"commit {head[:8]} refused: " + "; ".join(reasons)
+        for r in reasons:
+            self.log.error("commit %s refused (%s): %s", head[:8], kind, r)
+        if kind == "policy":
+            metrics.REFUSALS.labels(self.name).inc()
+        return "refused"
+
+    async def _deploy(self, model: Model, head: str) -> None:
+        """Pull and bring up `model` (compose recreates only what changed); record it."""
+        for hook in self.hooks.before_up:
+            await hook(self)
+        async with self.registries():
+            await self.project.pull()
+            await self.project.up()
+        st = self.state
+        st.applied_commit, st.applied_model, st.applied_at = head, model.digest, time.time()
+        st.pending_reload = False
+        self.save()
+        with contextlib.suppress(PgoError, ValueError):
+            metrics.APPLIED_TIME.labels(self.name).set(await self.checkout.commit_time(head))
+        metrics.APPLIED_AT.labels(self.name).set(st.applied_at)
+        for hook in self.hooks.after_deploy:
+            await hook(self)
+
+    async def apply(self) -> None:
+        """Manual `up`: judge the current checkout and bring it up (takes a waiting change)."""
+        async with self.lock:
+            head = await self.checkout.head()
+            model = await self.project.config()
+            violations = self.violations(model)
+            if violations:
+                self._refuse(head, model.digest, violations, kind="policy")
+                self.save()
+                raise ComposeError(f"commit {head[:8]} refused: " + "; ".join(violations))
+            self.log.info("bringing up commit %s (manual up)", head[:8])
+            await self._deploy(model, head)
+
+    @contextlib.asynccontextmanager
+    async def registries(self) -> AsyncIterator[None]:
+        """Logged in to the service's registries for the duration, logged out after. Each
+        service has its own DOCKER_CONFIG, so two services' credentials never race."""
+        done = []
+        try:
+            for reg in self.cfg.registries:
+                res = await self.runner.run(
+                    ["docker", "login", "--username", reg.user, "--password-stdin", reg.host],
+                    as_user=self.as_user, env=self.project.env, stdin=reg.token.encode(),
+                    timeout=120, secrets=self.secrets, service=self.name)
+                done.append(reg)
+                if res.returncode != 0:
+                    raise CommandError(f"docker login {reg.host}", res.returncode, res.output)
+            yield
+        finally:
+            for reg in done:
+                await self.runner.run(["docker", "logout", reg.host], as_user=self.as_user,
+                                      env=self.project.env, timeout=60, service=self.name)
+
+    async def down(self) -> None:
+        async with self.lock:
+            await self.project.down()
