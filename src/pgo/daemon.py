@@ -10,6 +10,7 @@ import shutil
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pgo import config
 from pgo.compose import Project
@@ -126,10 +127,18 @@ class Daemon:
                 await s.aclose()
 
     async def start_servers(self) -> list[Server]:
-        """Listeners beside the tracker (SSH, metrics/webhooks). Filled in by their modules."""
-        return []
+        """The listeners beside the tracker: SSH (-s) and metrics/webhooks (-m)."""
+        servers: list[Server] = []
+        if self.opts.ssh_addr is not None:
+            from pgo import sshd
+
+            servers.append(await sshd.start(self, *self.opts.ssh_addr))
+        if self.opts.metric_addr is not None:
+            from pgo import httpd
+
+            servers.append(await httpd.start(self, *self.opts.metric_addr))
+        return servers
 
 
-class Server:
-    async def aclose(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+class Server(Protocol):
+    async def aclose(self) -> None: ...
