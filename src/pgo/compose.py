@@ -136,6 +136,22 @@ class Project:
     async def pull(self) -> None:
         await self._run("pull", "--quiet", "--ignore-pull-failures")
 
+    async def build(self) -> None:
+        await self._run("build")
+
+    async def missing_images(self, model: Model) -> list[str]:
+        """Images the model runs (services without `build`) that are not on this machine."""
+        images = sorted({str(svc["image"]) for svc in (model.data.get("services") or {}).values()
+                         if isinstance(svc, dict) and svc.get("image") and not svc.get("build")})
+        missing = []
+        for image in images:
+            res = await self.runner.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                                         "--", image], as_user=self.as_user, env=self.env,
+                                        timeout=CONFIG_TIMEOUT, service=self.name)
+            if res.returncode != 0:
+                missing.append(image)
+        return missing
+
     async def up(self) -> None:
         await self._run("up", "--detach", "--remove-orphans")
 

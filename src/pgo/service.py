@@ -221,12 +221,12 @@ class TrackedService:
                 st.last_error = fetch_error or ""
                 return "pending"
             self.log.info("deploying commit %s (%s)", head[:8], reason)
-            await self._deploy(model, head)
+            await self._deploy(model, head, restart=running and bool(st.applied_model))
             st.last_error = fetch_error or ""
             return "deployed"
         if not running:
             self.log.info("not running: bringing up commit %s", head[:8])
-            await self._deploy(model, head)
+            await self._deploy(model, head, restart=False)
             st.last_error = fetch_error or ""
             return "started"
         st.last_error = fetch_error or ""
@@ -247,12 +247,24 @@ class TrackedService:
             metrics.REFUSALS.labels(self.name).inc()
         return "refused"
 
-    async def _deploy(self, model: Model, head: str) -> None:
-        """Pull and bring up `model` (compose recreates only what changed); record it."""
+    async def _deploy(self, model: Model, head: str, *, restart: bool) -> None:
+        """Bring up `model` and record it. With `restart` (the model changed since it was
+        last brought up) the project is downed first, as the original pgo does; everything
+        that can fail without touching what runs (pull, build, missing images) is done
+        before the down, so a bad push does not take the service down."""
         for hook in self.hooks.before_up:
             await hook(self)
         async with self.registries():
             await self.project.pull()
+            if any(isinstance(s, dict) and s.get("build")
+                   for s in (model.data.get("services") or {}).values()):
+                await self.project.build()
+            missing = await self.project.missing_images(model)
+            if missing:
+                raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
+                                   + ", ".join(missing))
+            if restart:
+                await self.project.down()
             await self.project.up()
         st = self.state
         st.applied_commit, st.applied_model, st.applied_at = head, model.digest, time.time()
@@ -275,7 +287,9 @@ class TrackedService:
                 self.save()
                 raise ComposeError(f"commit {head[:8]} refused: " + "; ".join(violations))
             self.log.info("bringing up commit %s (manual up)", head[:8])
-            await self._deploy(model, head)
+            changed = model.digest != self.state.applied_model
+            await self._deploy(model, head,
+                               restart=changed and await self.project.running())
 
     @contextlib.asynccontextmanager
     async def registries(self) -> AsyncIterator[None]:

@@ -182,3 +182,15 @@ def test_damaged_checkout_is_recloned_without_downing(base, upstream, projects, 
     pgod.wait_log(rf"\[{name}\] cloning", count=2)
     pgod.wait_log(r"docker ps --quiet", count=pgod.count(r"docker ps --quiet") + 1)
     assert h.container_ids(name) == first
+
+
+def test_push_with_missing_image_keeps_old_containers(base, upstream, projects, pgods):
+    name = h.unique()
+    projects.append(name)
+    pgod = start(base, pgods, [service(name, upstream)])
+    first = h.wait_until(lambda: h.container_ids(name), what="first deploy")
+    pgod.wait_log(rf"\[{name}\] deploying commit")
+    upstream.write("compose.yaml", h.WEB.replace("local/busybox:1", "local/nonexistent:9"))
+    commit = upstream.commit("bad image")
+    pgod.wait_log(rf"\[{name}\] .*{commit[:8]}: image\(s\) not available after pull")
+    assert h.container_ids(name) == first
