@@ -131,7 +131,21 @@ class Project:
             raise ComposeError(f"compose config printed unreadable YAML: {e}") from None
         if not isinstance(data, dict):
             raise ComposeError("compose config printed no model")
+        if self.binary == V1 and "x-pgo" not in data:
+            # v1's `config` drops top-level extensions; x-pgo only steers restarts, so
+            # reading it from the file itself decides nothing about what may run.
+            ext = self._raw_extension()
+            if ext is not None:
+                data["x-pgo"] = ext
+                text += yaml.safe_dump({"x-pgo": ext})
         return Model(text=text, data=data)
+
+    def _raw_extension(self) -> Any:
+        try:
+            raw = yaml.safe_load(self.file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ComposeError):
+            return None
+        return raw.get("x-pgo") if isinstance(raw, dict) else None
 
     async def pull(self) -> None:
         await self._run("pull", "--quiet", "--ignore-pull-failures")

@@ -255,7 +255,10 @@ class TrackedService:
         for hook in self.hooks.before_up:
             await hook(self)
         async with self.registries():
-            await self.project.pull()
+            try:
+                await self.project.pull()
+            except CommandError as e:  # e.g. an image that exists only locally
+                self.log.warning("pull: %s (going on with the images on this machine)", e)
             if any(isinstance(s, dict) and s.get("build")
                    for s in (model.data.get("services") or {}).values()):
                 await self.project.build()
