@@ -6,11 +6,13 @@ loads the model; pgo never interprets compose YAML on its own to decide anything
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,14 +83,44 @@ class Model:
         return not (isinstance(ext, dict) and ext.get("reload") is False)
 
 
+class RunningProjects:
+    """Which compose projects have a running container: one `docker ps` answers for every
+    service, refreshed when older than `max_age` seconds or after an up or down."""
+
+    def __init__(self, runner: CommandRunner, max_age: float = 2.0) -> None:
+        self.runner = runner
+        self.max_age = max_age
+        self._names: frozenset[str] = frozenset()
+        self._at = -1e9
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self._at = -1e9
+
+    async def __call__(self, project: str) -> bool:
+        async with self._lock:
+            if time.monotonic() - self._at > self.max_age:
+                res = await self.runner.run(
+                    ["docker", "ps", "--filter", "label=com.docker.compose.project",
+                     "--format", '{{.Label "com.docker.compose.project"}}'],
+                    timeout=CONFIG_TIMEOUT)
+                if res.returncode != 0:
+                    raise CommandError("docker ps", res.returncode, res.output)
+                self._names = frozenset(res.stdout.decode().split())
+                self._at = time.monotonic()
+        return project in self._names
+
+
 class Project:
     def __init__(
         self, name: str, workdir: Path, runner: CommandRunner, as_user: RunAs | None,
         *, binary: Sequence[str] = V2, compose_file: str | None = None,
         env: Mapping[str, str] | None = None, secrets: Sequence[str] = (),
         log: logging.LoggerAdapter[logging.Logger] | logging.Logger | None = None,
+        running: RunningProjects | None = None,
     ) -> None:
         self.name = name
+        self.snapshot = running or RunningProjects(runner, max_age=0)
         self.workdir = workdir
         self.runner = runner
         self.as_user = as_user
@@ -167,7 +199,10 @@ class Project:
         return missing
 
     async def up(self) -> None:
-        await self._run("up", "--detach", "--remove-orphans")
+        try:
+            await self._run("up", "--detach", "--remove-orphans")
+        finally:
+            self.snapshot.invalidate()
 
     async def down(self) -> None:
         """Down the project. Works without a compose file (v2) so stale projects can go."""
@@ -176,18 +211,14 @@ class Project:
             with_file = True
         except ComposeError:
             with_file = False
-        await self._run("down", "--remove-orphans", with_file=with_file)
+        try:
+            await self._run("down", "--remove-orphans", with_file=with_file)
+        finally:
+            self.snapshot.invalidate()
 
     async def running(self) -> bool:
         """True when at least one container of this project is running."""
-        res = await self.runner.run(
-            ["docker", "ps", "--quiet", "--filter",
-             f"label=com.docker.compose.project={self.name}"],
-            as_user=self.as_user, cwd="/", env=self.env, timeout=CONFIG_TIMEOUT,
-            service=self.name)
-        if res.returncode != 0:
-            raise CommandError("docker ps", res.returncode, res.output)
-        return bool(res.stdout.strip())
+        return await self.snapshot(self.name)
 
     async def stream(self, args: Sequence[str], stdout: Sink, stderr: Sink,
                      stdin: bytes | None = None) -> int:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pgo import config
-from pgo.compose import Project
+from pgo.compose import Project, RunningProjects
 from pgo.errors import PgoError
 from pgo.runner import CommandRunner, Runner
 from pgo.service import STATE_DIR, Hooks, Paths, TrackedService
 
 log = logging.getLogger("pgo.daemon")
+
+PARALLEL_RECONCILES = 8
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,15 @@ class Daemon:
         self.services: dict[str, TrackedService] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.hooks = Hooks()
+        self.running = RunningProjects(self.runner)
+        # At most this many reconciles at once (at start every service wants one): bounds
+        # the git and compose processes alive together. SSH commands do not queue here.
+        self.slots = asyncio.Semaphore(PARALLEL_RECONCILES)
         self.stopping = asyncio.Event()
 
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
-                              hooks=self.hooks)
+                              hooks=self.hooks, running=self.running)
 
     async def remove_stale(self, keep: Sequence[str]) -> None:
         """Down and remove every checkout in --dir that belongs to no configured service."""
@@ -80,7 +86,8 @@ class Daemon:
         """The poll loop of one service: reconcile, sleep -t plus jitter (or until woken)."""
         while True:
             svc.wake.clear()
-            await svc.reconcile("poll" if svc.state.last_reconcile else "start")
+            async with self.slots:
+                await svc.reconcile("poll" if svc.verified else "start")
             delay = self.opts.interval * (1 + random.uniform(0, 0.5))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

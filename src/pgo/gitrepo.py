@@ -32,6 +32,7 @@ class Checkout:
     ) -> None:
         self.path = path
         self.gitconfig = gitconfig
+        self._url_set = False
         self.url = url
         self.branch = branch
         self.runner = runner
@@ -59,9 +60,13 @@ class Checkout:
             os.chown(self.path, self.as_user.uid, self.as_user.gid)
         os.chmod(self.path, 0o750)
 
-    async def is_healthy(self) -> bool:
-        if not (self.path / ".git").is_dir():
+    async def is_healthy(self, *, deep: bool = True) -> bool:
+        """Does the checkout look usable? `deep` asks git; otherwise only the files are
+        looked at (a damaged repository then shows when fetch or rev-parse fails)."""
+        if not (self.path / ".git" / "HEAD").is_file():
             return False
+        if not deep:
+            return True
         try:
             await self._git("rev-parse", "--verify", "-q", "HEAD^{tree}")
         except CommandError:
@@ -76,13 +81,19 @@ class Checkout:
         await self._git("clone", "--quiet", "--single-branch", "--branch", self.branch,
                         "--", self.url, ".")
 
-    async def fetch(self) -> str:
-        """Fetch the tracked branch (force: upstream may rewrite history); return its commit."""
+    async def fetch(self) -> tuple[str, str]:
+        """Fetch the tracked branch (forced: upstream may rewrite history).
+        Return (upstream commit, checkout HEAD) from one rev-parse."""
         ref = f"refs/remotes/origin/{self.branch}"
-        await self._git("remote", "set-url", "origin", self.url)
+        if not self._url_set:
+            await self._git("remote", "set-url", "origin", self.url)
+            self._url_set = True
         await self._git("fetch", "--quiet", "--prune", "--no-tags", "origin",
                         f"+refs/heads/{self.branch}:{ref}")
-        return await self._git("rev-parse", "--verify", f"{ref}^{{commit}}")
+        out = (await self._git("rev-parse", f"{ref}^{{commit}}", "HEAD^{commit}")).split()
+        if len(out) != 2:
+            raise CommandError("git rev-parse", 0, "unexpected output")
+        return out[0], out[1]
 
     async def reachable(self) -> bool:
         """Can upstream be listed at all? (Tells a dead network from a damaged checkout.)"""

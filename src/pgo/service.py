@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgo import config, metrics
-from pgo.compose import Model, Project
+from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.judge import judge
@@ -70,7 +70,7 @@ class Hooks:
 class TrackedService:
     def __init__(self, cfg: config.Service, paths: Paths, runner: CommandRunner,
                  compose_binary: Sequence[str], *, hooks: Hooks | None = None,
-                 as_user: RunAs | None = None) -> None:
+                 as_user: RunAs | None = None, running: RunningProjects | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.paths = paths
@@ -87,8 +87,16 @@ class TrackedService:
                                  log=self.log)
         self.project = Project(cfg.name, paths.checkout(cfg.name), runner, self.as_user,
                                binary=compose_binary, compose_file=cfg.compose,
-                               env=self.compose_env(), secrets=self.secrets, log=self.log)
+                               env=self.compose_env(), secrets=self.secrets, log=self.log,
+                               running=running)
         self.wake = asyncio.Event()
+        # Set once this process has reconciled the service: until then the checkout is
+        # checked deeply and no model is taken from the cache below.
+        self.verified = False
+        # (commit, model, violations) of the last model loaded: the model is a function of
+        # the commit for the lifetime of this object (its config is frozen), so an
+        # unchanged commit is not loaded and judged again every cycle.
+        self._judged: tuple[str, Model | None, list[str]] | None = None
 
     # -- setup -------------------------------------------------------------------------
 
@@ -148,6 +156,7 @@ class TrackedService:
             t0 = time.monotonic()
             try:
                 outcome = await self._converge(reason)
+                self.verified = True
             except PgoError as e:
                 outcome = "failed"
                 self.state.last_error = str(e)
@@ -155,25 +164,26 @@ class TrackedService:
             finally:
                 self.state.last_reconcile = time.time()
                 self.save()
+            self.log.debug("reconcile (%s) done: %s in %.3fs", reason, outcome,
+                           time.monotonic() - t0)
             metrics.RECONCILES.labels(self.name, outcome).inc()
             metrics.DURATION.labels(self.name).observe(time.monotonic() - t0)
             return outcome
 
-    async def _sync_checkout(self) -> str | None:
-        """Clone or fetch and reset to upstream; return the error when upstream could not
-        be read (the checkout then stays as it is)."""
-        if await self.checkout.is_healthy():
+    async def _sync_checkout(self) -> tuple[str, str | None]:
+        """Clone or fetch and reset to upstream. Return the checkout's HEAD and the error
+        when upstream could not be read (the checkout then stays as it is)."""
+        if await self.checkout.is_healthy(deep=not self.verified):
             try:
-                commit = await self.checkout.fetch()
-                head = await self.checkout.head()
+                commit, head = await self.checkout.fetch()
                 if commit != head:
                     self.log.info("upstream moved %s -> %s", head[:8], commit[:8])
                     await self.checkout.reset(commit)
-                return None
+                return commit, None
             except FetchError as e:
                 if not await self.checkout.reachable():
                     self.log.warning("upstream unreachable, keeping what runs: %s", e)
-                    return str(e)
+                    return await self.checkout.head(), str(e)
                 self.log.warning("checkout can not fetch (%s): cloning it again", e)
             except CommandError as e:
                 self.log.warning("checkout is damaged (%s): cloning it again", e)
@@ -181,12 +191,11 @@ class TrackedService:
             self.log.warning("checkout is damaged: cloning it again")
         self.log.info("cloning %s (branch %s)", self.cfg.display_repository(), self.cfg.branch)
         await self.checkout.clone()  # a FetchError here: nothing to run; reconcile records it
-        return None
+        return await self.checkout.head(), None
 
     async def _converge(self, reason: str) -> str:
         st = self.state
-        fetch_error = await self._sync_checkout()
-        head = await self.checkout.head()
+        head, fetch_error = await self._sync_checkout()
         st.desired_commit = head
 
         if self.paths.stopfile(self.name).exists():
@@ -200,15 +209,24 @@ class TrackedService:
             self.log.info("stop file gone: bringing the service back")
             st.stopped = False
 
-        try:
-            model = await self.project.config()
-        except ComposeError as e:
-            return self._refuse(head, "", [str(e)], kind="error")
-        if st.refused_commit == head and st.refused_model == model.digest:
-            return "refused"  # judged before; retried when upstream changes again
-        violations = self.violations(model)
-        if violations:
-            return self._refuse(head, model.digest, violations, kind="policy")
+        if self._judged is not None and self._judged[0] == head:
+            _, model, violations = self._judged
+            if violations:
+                return "refused"  # judged before; retried when upstream changes again
+        else:
+            try:
+                model = await self.project.config()
+            except ComposeError as e:
+                self._judged = (head, None, [str(e)])
+                return self._refuse(head, "", [str(e)], kind="error")
+            if st.refused_commit == head and st.refused_model == model.digest:
+                self._judged = (head, model, list(st.violations))
+                return "refused"  # judged by an earlier pgod; retried on a new commit
+            violations = self.violations(model)
+            self._judged = (head, model, violations)
+            if violations:
+                return self._refuse(head, model.digest, violations, kind="policy")
+        assert model is not None  # a model that did not load comes with its error
         st.refused_commit, st.refused_model, st.violations = "", "", []
 
         running = await self.project.running()
@@ -285,6 +303,7 @@ class TrackedService:
             head = await self.checkout.head()
             model = await self.project.config()
             violations = self.violations(model)
+            self._judged = (head, model, violations)
             if violations:
                 self._refuse(head, model.digest, violations, kind="policy")
                 self.save()

@@ -276,6 +276,12 @@ class Pgod:
             return {}
 
 
+def next_cycle(pgod: Pgod, name: str, cycles: int = 1) -> None:
+    """Wait until service `name` has finished `cycles` more reconcile passes."""
+    pattern = rf"\[{name}\] reconcile \(.*\) done"
+    pgod.wait_log(pattern, count=pgod.count(pattern) + cycles)
+
+
 def toml_value(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v)

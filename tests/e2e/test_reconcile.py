@@ -60,7 +60,7 @@ def test_change_outside_compose_model_restarts_nothing(base, upstream, projects,
     upstream.write("README", "docs only\n")
     upstream.commit("docs")
     pgod.wait_log(rf"\[{name}\] upstream moved")
-    pgod.wait_log(r"docker ps --quiet", count=pgod.count(r"docker ps --quiet") + 1)
+    h.next_cycle(pgod, name)
     assert h.container_ids(name) == first
 
 
@@ -91,7 +91,7 @@ def test_restart_without_upstream_change_restarts_no_container(base, upstream, p
     assert h.container_ids(name) == first, "containers keep running after pgod exits"
     pgod.start()
     pgod.wait_log(rf"\[{name}\] tracking")
-    pgod.wait_log(r"docker ps --quiet", count=pgod.count(r"docker ps --quiet") + 1)
+    h.next_cycle(pgod, name)
     assert h.container_ids(name) == first
     assert {c: h.inspect(c)["State"]["StartedAt"] for c in first} == started
     assert pgod.count(r"deploying commit") == 1
@@ -180,7 +180,7 @@ def test_damaged_checkout_is_recloned_without_downing(base, upstream, projects, 
     h.cleanup_dir(pgod.dir / name / ".git" / "objects")
     pgod.wait_log(rf"\[{name}\] .*cloning it again")
     pgod.wait_log(rf"\[{name}\] cloning", count=2)
-    pgod.wait_log(r"docker ps --quiet", count=pgod.count(r"docker ps --quiet") + 1)
+    h.next_cycle(pgod, name)
     assert h.container_ids(name) == first
 
 
