@@ -90,6 +90,10 @@ class Checkout:
             self._url_set = True
         await self._git("fetch", "--quiet", "--prune", "--no-tags", "origin",
                         f"+refs/heads/{self.branch}:{ref}")
+        gitdir = self.path / ".git"
+        upstream, head = read_ref(gitdir, ref), read_ref(gitdir, "HEAD")
+        if upstream and head:
+            return upstream, head
         out = (await self._git("rev-parse", f"{ref}^{{commit}}", "HEAD^{commit}")).split()
         if len(out) != 2:
             raise CommandError("git rev-parse", 0, "unexpected output")
@@ -111,3 +115,34 @@ class Checkout:
 
     async def commit_time(self, commit: str) -> int:
         return int(await self._git("show", "-s", "--format=%ct", commit))
+
+
+HEX = frozenset("0123456789abcdef")
+
+
+def read_ref(gitdir: Path, ref: str, depth: int = 0) -> str | None:
+    """The object name a ref points at, read from git's files (loose ref, then packed-refs),
+    following symbolic refs; None when that is not plain (then ask git). Saves a process per
+    reconcile pass; git's ref storage format is stable and documented (gitrepository-layout).
+    """
+    if depth > 4 or ".." in ref:
+        return None
+    try:
+        text = (gitdir / ref).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text.startswith("ref: "):
+        return read_ref(gitdir, text[5:].strip(), depth + 1)
+    if not text:
+        try:
+            packed = (gitdir / "packed-refs").read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        for line in packed.splitlines():
+            name, _, refname = line.partition(" ")
+            if refname == ref:
+                text = name
+                break
+    return text if len(text) in (40, 64) and set(text) <= HEX else None

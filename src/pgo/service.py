@@ -90,6 +90,7 @@ class TrackedService:
                                env=self.compose_env(), secrets=self.secrets, log=self.log,
                                running=running)
         self.wake = asyncio.Event()
+        self._saved: dict[str, object] | None = None
         # Set once this process has reconciled the service: until then the checkout is
         # checked deeply and no model is taken from the cache below.
         self.verified = False
@@ -146,7 +147,10 @@ class TrackedService:
                 os.chown(home, uid, gid)
 
     def save(self) -> None:
-        self.state.save(self.paths.state(self.name))
+        """Record the state; fsync only when more than the time of the last pass changed."""
+        durable = self.state.durable_part()
+        self.state.save(self.paths.state(self.name), durable=durable != self._saved)
+        self._saved = durable
 
     # -- reconcile ---------------------------------------------------------------------
 

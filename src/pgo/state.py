@@ -40,14 +40,21 @@ class State:
             return cls(**{k: v for k, v in raw.items() if k in known})
         return cls()
 
-    def save(self, path: Path) -> None:
+    def durable_part(self) -> dict[str, object]:
+        """Everything but the time of the last pass: what must survive a crash."""
+        d = asdict(self)
+        del d["last_reconcile"]
+        return d
+
+    def save(self, path: Path, *, durable: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state")
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(asdict(self), f, indent=1, sort_keys=True)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("pgo").info("pgod %s: compose is `%s`", __version__,
                                   " ".join(opts.compose_binary))
+    if sys.version_info < (3, 12):
+        # 3.11's default child watcher starts a thread per child process; a pidfd costs
+        # nothing (3.12 makes it the default and deprecates choosing).
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     try:
         asyncio.run(Daemon(cfg, opts).run())
     except PgoError as e:
