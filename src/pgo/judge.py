@@ -1,7 +1,16 @@
-"""The thin I/O step before the policy: resolve real paths, then ask policy.check()."""
+"""The thin I/O step before the policy: resolve real paths, then ask policy.check().
+
+Compose already made every path in the model absolute against the project directory; what
+only the file system knows is where a path really leads: a symlink committed to the
+repository (`./data -> /etc`), one a container left in its data directory, a `..` after a
+symlink. Each host path the policy judges is resolved here, as it is at this moment, and the
+pure policy decides on the result. (Paths that do not exist yet resolve as far as they do:
+dockerd creates the rest under the resolved parent.)
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,11 +18,24 @@ from typing import Any
 from pgo import policy
 
 
+def real_path(path: str, base: Path) -> str:
+    """Where `path` (relative paths against `base`) really leads, symlinks followed."""
+    return os.path.realpath(os.path.join(base, path))
+
+
+def service_policy(model: Mapping[str, Any], service: str, user: str,
+                   networks: tuple[str, ...], checkout: Path, data: Path) -> policy.ServicePolicy:
+    base = checkout.absolute()
+    return policy.ServicePolicy(
+        service=service, root=user == "root",
+        allowed=(real_path(str(checkout), base), real_path(str(data), base)),
+        networks=networks, project_dir=str(base),
+        real={p: real_path(p, base) for p in policy.host_paths(model)},
+    )
+
+
 def judge(model: Mapping[str, Any], service: str, user: str, networks: tuple[str, ...],
           checkout: Path, data: Path) -> list[policy.Violation]:
-    pol = policy.ServicePolicy(service=service, root=user == "root",
-                               allowed=(str(checkout.resolve()), str(data.resolve())),
-                               networks=networks)
-    if pol.root:
-        return []
-    return policy.check(model, pol)
+    if user == "root":
+        return []  # root services bypass the policy
+    return policy.check(model, service_policy(model, service, user, networks, checkout, data))

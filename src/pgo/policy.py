@@ -1,13 +1,42 @@
 """The compose policy (pure): (normalized compose model, service policy) -> violations.
 
-Placeholder interface; the rules land with the policy issue.
+A service whose user is not root shares the machine with other teams, so its compose file may
+give its containers nothing of the host beyond the service's own:
+
+    own data        bind mounts, file-backed configs and secrets, and named volumes that are
+                    host paths in disguise lie under DATADIR/NAME or the checkout (real paths);
+                    mount types bind, volume and tmpfs only; volumes are the project's own
+    own namespaces  no host (or another container's) network, ipc, pid, uts, userns, cgroup;
+                    sharing is allowed only with another service of the same compose project
+    own privileges  no privileged, no capability beyond Docker's default set, no devices, no
+                    security option that loosens confinement, no host plugins or API socket
+    no ports        nothing published on the host (`expose` and the Caddy proxy instead)
+    own networks    shared (external) networks only from the service's `networks` list (an
+                    empty list: any); with a list, every compose service also joins its own
+
+The model is the one the compose tool printed (`docker compose config`, or v1's
+`docker-compose config`): both shapes are read. Anything the policy does not know is refused
+rather than let through: keys are allow-listed, not deny-listed.
+
+The only facts from outside the model are the real paths (symlinks resolved), handed in by
+pgo.judge as `ServicePolicy.real`. Without them, paths are judged lexically.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import posixpath
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+# The rules, as named in violations and logs.
+DATA = "own-data"
+NAMESPACES = "own-namespaces"
+PRIVILEGES = "own-privileges"
+PORTS = "no-ports"
+NETWORKS = "own-networks"
+UNKNOWN = "not-judged"
 
 
 @dataclass(frozen=True)
@@ -16,6 +45,9 @@ class ServicePolicy:
     root: bool  # root services bypass the policy
     allowed: tuple[str, ...]  # real host paths under which bind sources may lie
     networks: tuple[str, ...]  # external networks allowed; empty: any
+    project_dir: str = ""  # where relative paths in the model are relative to (the checkout)
+    # host path as written in the model -> its real path (symlinks resolved), from pgo.judge
+    real: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -26,8 +58,140 @@ class Violation:
 
     def __str__(self) -> str:
         where = f"compose service {self.compose_service}" if self.compose_service else "project"
-        return f"{where}: {self.message}"
+        return f"{where}: {self.message} [{self.rule}]"
+
+
+class Findings:
+    """Where violations are collected while one model is judged."""
+
+    def __init__(self, model: Mapping[str, Any], policy: ServicePolicy) -> None:
+        self.policy = policy
+        self.found: list[Violation] = []
+        self.services: Mapping[str, Any] = as_map(model.get("services"))
+        self.volumes: Mapping[str, Any] = as_map(model.get("volumes"))
+        self.networks: Mapping[str, Any] = as_map(model.get("networks"))
+
+    def add(self, compose_service: str, rule: str, message: str) -> None:
+        v = Violation(compose_service, rule, message)
+        if v not in self.found:
+            self.found.append(v)
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def real(self, path: str) -> str:
+        """The real path of a host path of the model (lexical when pgo.judge did not say)."""
+        return normalize(self.policy.real.get(path, path), self.policy.project_dir)
+
+    def inside(self, path: str) -> bool:
+        real = self.real(path)
+        return any(under(real, normalize(root, "")) for root in self.policy.allowed)
+
+    def judge_path(self, compose_service: str, what: str, path: str) -> None:
+        if self.inside(path):
+            return
+        real = self.real(path)
+        shown = path if real == path else f"{path} (really {real})"
+        self.add(compose_service, DATA,
+                 f"{what} {shown} is outside the service's data and checkout")
+
+    # -- names -----------------------------------------------------------------------------
+
+    def own_name(self, name: str) -> bool:
+        """Volumes and networks the project creates are named PROJECT_KEY by compose."""
+        return name.startswith(f"{self.policy.service}_")
+
+    def volume_name(self, key: str) -> str:
+        vol = as_map(self.volumes.get(key))
+        return str(vol.get("name") or (key if external(vol) else f"{self.policy.service}_{key}"))
+
+    def network_name(self, key: str) -> str:
+        net = as_map(self.networks.get(key))
+        return str(net.get("name") or (key if external(net) else f"{self.policy.service}_{key}"))
+
+    def own_network(self, key: str) -> bool:
+        net = self.networks.get(key)
+        return key in self.networks and not external(as_map(net)) \
+            and self.own_name(self.network_name(key))
 
 
 def check(model: Mapping[str, Any], policy: ServicePolicy) -> list[Violation]:
-    return []
+    """Every way `model` breaks `policy`; empty when the model may be deployed."""
+    if policy.root:
+        return []
+    from pgo import policy_service, policy_top
+
+    f = Findings(model, policy)
+    policy_top.judge_top(model, f)
+    for name, svc in f.services.items():
+        policy_service.judge_service(str(name), as_map(svc), f)
+    return list(f.found)
+
+
+def host_paths(model: Mapping[str, Any]) -> list[str]:
+    """Every host path the policy judges, as written in the model: pgo.judge resolves these
+    to real paths before the policy is asked."""
+    from pgo import policy_service, policy_top
+
+    out: list[str] = []
+    out += policy_top.host_paths(model)
+    for svc in as_map(model.get("services")).values():
+        for mount in as_list(as_map(svc).get("volumes")):
+            m = policy_service.parse_mount(mount)
+            if m is not None and m.type == "bind" and m.source:
+                out.append(m.source)
+    return list(dict.fromkeys(out))
+
+
+# -- small pure helpers ------------------------------------------------------------------------
+
+def normalize(path: str, base: str) -> str:
+    """Absolute, lexically normalized: `//`, `.` and `..` folded. A relative path is taken
+    relative to `base` (compose makes paths absolute against the project directory); with
+    no base it stays relative, and so is never under an allowed root."""
+    if not path.startswith("/"):
+        if not base:
+            return path
+        path = base.rstrip("/") + "/" + path
+    out = posixpath.normpath(re.sub(r"/+", "/", path))
+    return "/" + out.lstrip("/")
+
+
+def under(path: str, root: str) -> bool:
+    if not path.startswith("/") or not root.startswith("/"):
+        return False
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def as_map(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
+
+
+def as_list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    if isinstance(v, list | tuple):
+        return list(v)
+    return [v]
+
+
+def truthy(v: Any) -> bool:
+    """A YAML boolean as compose writes it (true), or as a string ("true", "yes", "1")."""
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "yes", "y", "on", "1")
+    return bool(v)
+
+
+def external(v: Mapping[str, Any]) -> bool:
+    ext = v.get("external")
+    return isinstance(ext, Mapping) or truthy(ext)
+
+
+def items(v: Any) -> Iterator[tuple[str, Any]]:
+    """A list_or_dict (`[K=V, ...]` or `{K: V}`) as (key, value) pairs."""
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            yield str(k), x
+    else:
+        for x in as_list(v):
+            k, _, val = str(x).partition("=")
+            yield k, val

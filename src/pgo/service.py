@@ -57,6 +57,15 @@ class Paths:
         return self.private(name) / "state.json"
 
 
+def compose_env(cfg: config.Service, paths: Paths) -> dict[str, str]:
+    """The environment every compose command of a service sees (also `pgod check`'s)."""
+    env = dict(cfg.env)
+    env["DOCKER_CONFIG"] = str(paths.private(cfg.name) / "docker")
+    env["PGO_DATA"] = str(paths.data(cfg.name))
+    env["PGO_SERVICE"] = cfg.name
+    return env
+
+
 # A hook run before a service is brought up (NFS mount, Caddy import...).
 Hook = Callable[["TrackedService"], Awaitable[None]]
 
@@ -111,11 +120,7 @@ class TrackedService:
         return self.paths.private(self.name) / "docker"
 
     def compose_env(self) -> dict[str, str]:
-        env = dict(self.cfg.env)
-        env["DOCKER_CONFIG"] = str(self.docker_config())
-        env["PGO_DATA"] = str(self.paths.data(self.name))
-        env["PGO_SERVICE"] = self.name
-        return env
+        return compose_env(self.cfg, self.paths)
 
     def prepare(self) -> None:
         """Create the service's directories with the right owners and modes."""
