@@ -1,0 +1,370 @@
+"""The compose policy: refused and accepted cases side by side, per principle.
+
+Three layers: models as the compose tool prints them from the files in tests/policy-testdata/
+(one file per case, the expected outcome in its first line; needs the compose binary, not
+dockerd), the pure policy on hand-written model dicts (both compose v2's and v1's shapes), and
+property tests on path spellings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pgo import judge, policy
+from pgo.policy import DATA, NAMESPACES, NETWORKS, PORTS, PRIVILEGES, UNKNOWN
+
+TESTDATA = Path(__file__).resolve().parents[1] / "policy-testdata"
+SERVICE = "polsvc"
+DATADIR = Path("/srv/pgo-data") / SERVICE
+CHECKOUT = "/var/lib/pgo/polsvc"
+NETS = ("proxy",)
+
+
+# -- real compose models from tests/policy-testdata ------------------------------------------
+
+def _has_v2() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True,
+                          check=False).returncode == 0
+
+
+HAS_V2 = _has_v2()
+HAS_V1 = shutil.which("docker-compose") is not None
+CASES = sorted(TESTDATA.glob("*.yml"))
+V1_CASES = [p for p in CASES if "# v1: yes" in p.read_text().splitlines()[:3]]
+
+
+def expected(path: Path) -> str | None:
+    """The rule a case must break (None: it must be accepted), from `# expect: ...`."""
+    words = path.read_text().splitlines()[0].split()
+    assert words[:2] == ["#", "expect:"], f"{path.name}: first line must be `# expect: ...`"
+    return words[3] if words[2] == "refused" else None
+
+
+def compose_model(path: Path, binary: list[str]) -> dict[str, Any]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(path.parent),
+           "PGO_DATA": str(DATADIR), "PGO_SERVICE": SERVICE}
+    r = subprocess.run([*binary, "--project-name", SERVICE, "--file", str(path), "config"],
+                       cwd=path.parent, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, f"{path.name} does not load: {r.stderr}"
+    data = yaml.safe_load(r.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def assert_outcome(name: str, want: str | None, found: list[policy.Violation]) -> None:
+    if want is None:
+        assert found == [], f"{name}: a legitimate file was refused: {[str(v) for v in found]}"
+    else:
+        assert want in {v.rule for v in found}, \
+            f"{name}: expected a {want} violation, got {[str(v) for v in found]}"
+
+
+@pytest.mark.skipif(not HAS_V2, reason="needs `docker compose` (v2)")
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_testdata_compose_v2(path: Path) -> None:
+    model = compose_model(path, ["docker", "compose"])
+    found = judge.judge(model, SERVICE, "team", NETS, TESTDATA, DATADIR)
+    assert_outcome(path.name, expected(path), found)
+
+
+@pytest.mark.skipif(not HAS_V1, reason="needs `docker-compose` (v1)")
+@pytest.mark.parametrize("path", V1_CASES, ids=[p.stem for p in V1_CASES])
+def test_testdata_compose_v1(path: Path) -> None:
+    model = compose_model(path, ["docker-compose"])
+    found = judge.judge(model, SERVICE, "team", NETS, TESTDATA, DATADIR)
+    assert_outcome(path.name, expected(path), found)
+
+
+def test_testdata_covers_every_rule() -> None:
+    wanted = {expected(p) for p in CASES}
+    assert {DATA, NAMESPACES, PRIVILEGES, PORTS, NETWORKS, None} <= wanted
+
+
+# -- the pure policy on model dicts ----------------------------------------------------------
+
+def pol(networks: tuple[str, ...] = NETS, root: bool = False) -> policy.ServicePolicy:
+    return policy.ServicePolicy(service=SERVICE, root=root, allowed=(CHECKOUT, str(DATADIR)),
+                                networks=networks, project_dir=CHECKOUT)
+
+
+def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    base = {"image": "local/busybox:1"}
+    return {"name": SERVICE, "services": {"app": {**base, **(svc or {})}}, **top}
+
+
+def bind(source: str, target: str = "/x", **kw: Any) -> dict[str, Any]:
+    return {"type": "bind", "source": source, "target": target, **kw}
+
+
+# (case, model, rule that must be broken, or None: accepted). Side by side per principle.
+TABLE: list[tuple[str, dict[str, Any], str | None]] = [
+    # own data
+    ("bind in data", model({"volumes": [bind(f"{DATADIR}/db")]}), None),
+    ("bind is the data dir", model({"volumes": [bind(str(DATADIR))]}), None),
+    ("bind in checkout", model({"volumes": [bind(f"{CHECKOUT}/conf")]}), None),
+    ("bind relative to checkout", model({"volumes": [bind("conf")]}), None),
+    ("bind sibling of data", model({"volumes": [bind(f"{DATADIR}-other")]}), DATA),
+    ("bind parent of data", model({"volumes": [bind(str(DATADIR.parent))]}), DATA),
+    ("bind docker socket", model({"volumes": [bind("/var/run/docker.sock")]}), DATA),
+    ("bind with no source", model({"volumes": [{"type": "bind", "target": "/x"}]}), DATA),
+    ("v1 bind string inside", model({"volumes": [f"{CHECKOUT}/conf:/c:ro"]}), None),
+    ("v1 bind string outside", model({"volumes": ["/etc:/etc2:rw"]}), DATA),
+    ("v1 anonymous", model({"volumes": ["/anon"]}), None),
+    ("v1 named own", model({"volumes": ["db:/db:rw"]}, volumes={"db": None}), None),
+    ("v1 named undeclared", model({"volumes": ["othersvc_db:/db:rw"]}), DATA),
+    ("tmpfs mount", model({"volumes": [{"type": "tmpfs", "target": "/t"}]}), None),
+    ("cluster mount", model({"volumes": [{"type": "cluster", "source": "c", "target": "/t"}]}),
+     DATA),
+    ("mount unknown key", model({"volumes": [bind("conf", weird=True)]}), UNKNOWN),
+    ("volume own default name", model(volumes={"db": {}}), None),
+    ("volume named by the project", model(volumes={"db": {"name": f"{SERVICE}_db"}}), None),
+    ("volume named like another", model(volumes={"db": {"name": "other_db"}}), DATA),
+    ("v1 external volume", model(volumes={"db": {"external": True, "name": "db"}}), DATA),
+    ("external: {name} form", model(volumes={"db": {"external": {"name": "x"}}}), DATA),
+    ("volume bind in data", model(volumes={"d": {"driver_opts": {
+        "type": "none", "o": "bind", "device": f"{DATADIR}/d"}}}), None),
+    ("volume bind outside", model(volumes={"d": {"driver_opts": {
+        "type": "none", "o": "bind", "device": "/"}}}), DATA),
+    ("volume o=bind among options", model(volumes={"d": {"driver_opts": {
+        "o": "ro,bind", "device": "/etc"}}}), DATA),
+    ("volume tmpfs", model(volumes={"d": {"driver_opts": {
+        "type": "tmpfs", "device": "tmpfs", "o": "size=1m"}}}), None),
+    ("volume cifs", model(volumes={"d": {"driver_opts": {
+        "type": "cifs", "device": "//srv/share", "o": "username=x"}}}), DATA),
+    ("secret file outside", model(secrets={"s": {"file": "/root/.ssh/id_rsa"}}), DATA),
+    ("secret file inside", model(secrets={"s": {"file": f"{CHECKOUT}/s.txt"}}), None),
+    ("secret from environment", model(secrets={"s": {"environment": "TOKEN"}}), None),
+    ("config file outside", model(configs={"c": {"file": "/etc/passwd"}}), DATA),
+    # own namespaces
+    ("network_mode host", model({"network_mode": "host"}), NAMESPACES),
+    ("network_mode container", model({"network_mode": "container:abc"}), NAMESPACES),
+    ("network_mode other service", model({"network_mode": "service:nope"}), NAMESPACES),
+    ("pid host", model({"pid": "host"}), NAMESPACES),
+    ("pid own service", model({"pid": "service:app"}), None),
+    ("ipc shareable", model({"ipc": "shareable"}), None),
+    ("ipc private", model({"ipc": "private"}), None),
+    ("ipc container", model({"ipc": "container:x"}), NAMESPACES),
+    ("uts host", model({"uts": "host"}), NAMESPACES),
+    ("userns host", model({"userns_mode": "host"}), NAMESPACES),
+    ("cgroup host", model({"cgroup": "host"}), NAMESPACES),
+    ("cgroup private", model({"cgroup": "private"}), None),
+    ("volumes_from own service", model({"volumes_from": ["app:ro"]}), None),
+    ("v1 volumes_from service", model({"volumes_from": ["service:app:rw"]}), None),
+    ("volumes_from container", model({"volumes_from": ["container:db"]}), NAMESPACES),
+    ("volumes_from unknown", model({"volumes_from": ["db"]}), NAMESPACES),
+    ("propagation rslave", model({"volumes": [bind("c", bind={"propagation": "rslave"})]}),
+     None),
+    ("propagation shared", model({"volumes": [bind("c", bind={"propagation": "shared"})]}),
+     NAMESPACES),
+    ("v1 propagation rshared", model({"volumes": [f"{CHECKOUT}/c:/c:rw,rshared"]}),
+     NAMESPACES),
+    ("external_links", model({"external_links": ["db"]}), NAMESPACES),
+    ("build network host", model({"build": {"context": ".", "network": "host"}}), NAMESPACES),
+    ("build network none", model({"build": {"context": ".", "network": "none"}}), None),
+    # own privileges
+    ("privileged", model({"privileged": True}), PRIVILEGES),
+    ("privileged false", model({"privileged": False}), None),
+    ("privileged as string", model({"privileged": "true"}), PRIVILEGES),
+    ("cap_add default cap", model({"cap_drop": ["ALL"], "cap_add": ["net_bind_service"]}), None),
+    ("cap_add NET_ADMIN", model({"cap_add": ["NET_ADMIN"]}), PRIVILEGES),
+    ("cap_add BPF", model({"cap_add": ["cap_bpf"]}), PRIVILEGES),
+    ("devices", model({"devices": [{"source": "/dev/fuse", "target": "/dev/fuse"}]}),
+     PRIVILEGES),
+    ("devices empty", model({"devices": []}), None),
+    ("security_opt no-new-privileges", model({"security_opt": ["no-new-privileges:true"]}),
+     None),
+    ("security_opt apparmor profile", model({"security_opt": ["apparmor:my-loose"]}),
+     PRIVILEGES),
+    ("security_opt label type", model({"security_opt": ["label=type:spc_t"]}), PRIVILEGES),
+    ("security_opt writable cgroups", model({"security_opt": ["writable-cgroups=true"]}),
+     PRIVILEGES),
+    ("sysctls net list form", model({"sysctls": ["net.ipv4.ip_forward=1"]}), None),
+    ("sysctls fs", model({"sysctls": {"fs.protected_symlinks": "0"}}), PRIVILEGES),
+    ("oom_score_adj 0", model({"oom_score_adj": 0}), None),
+    ("oom_score_adj -1", model({"oom_score_adj": -1}), PRIVILEGES),
+    ("runtime runc", model({"runtime": "runc"}), None),
+    ("runtime kata", model({"runtime": "kata"}), PRIVILEGES),
+    ("isolation default", model({"isolation": "default"}), None),
+    ("use_api_socket", model({"use_api_socket": True}), PRIVILEGES),
+    ("use_api_socket false", model({"use_api_socket": False}), None),
+    ("provider", model({"provider": {"type": "model"}}), PRIVILEGES),
+    ("service models", model({"models": ["llm"]}), PRIVILEGES),
+    ("top-level models", model(models={"llm": {"model": "ai/x"}}), PRIVILEGES),
+    ("pre_stop privileged", model({"pre_stop": [{"command": "x", "privileged": True}]}),
+     PRIVILEGES),
+    ("develop watch exec privileged", model({"develop": {"watch": [
+        {"path": ".", "action": "sync+exec", "exec": {"command": "x", "privileged": True}}]}}),
+     PRIVILEGES),
+    ("develop watch", model({"develop": {"watch": [{"path": ".", "action": "rebuild"}]}}), None),
+    ("deploy limits", model({"deploy": {"resources": {"limits": {"cpus": "1"}}}}), None),
+    ("cgroup_parent", model({"cgroup_parent": "machine.slice"}), PRIVILEGES),
+    ("credential_spec", model({"credential_spec": {"file": "x.json"}}), PRIVILEGES),
+    ("build entitlements", model({"build": {"context": ".", "entitlements": ["network.host"]}}),
+     PRIVILEGES),
+    # ports
+    ("ports", model({"ports": [{"target": 80, "published": "80"}]}), PORTS),
+    ("expose", model({"expose": ["80"]}), None),
+    ("ports empty", model({"ports": []}), None),
+    # own networks
+    ("default network", model(), None),
+    ("listed external network and own", model({"networks": {"default": None, "proxy": None}},
+                                              networks={"default": {"name": "polsvc_default"},
+                                                        "proxy": {"external": True}}), None),
+    ("only the listed external network", model({"networks": {"proxy": None}},
+                                               networks={"proxy": {"external": True}}), NETWORKS),
+    ("unlisted external network", model({"networks": ["default", "other"]},
+                                        networks={"other": {"external": True}}), NETWORKS),
+    ("network named like another project's", model(networks={"n": {"name": "web"}}), NETWORKS),
+    ("network ipvlan", model(networks={"n": {"driver": "ipvlan"}}), NETWORKS),
+    ("network gateway mode routed", model(networks={"n": {"driver_opts": {
+        "com.docker.network.bridge.gateway_mode_ipv4": "routed"}}}), NETWORKS),
+    ("network ipam plugin", model(networks={"n": {"ipam": {"driver": "x"}}}), NETWORKS),
+    ("network_mode none", model({"network_mode": "none"}), None),
+    ("network_mode own service", model({"network_mode": "service:app"}), None),
+    ("network_mode named network", model({"network_mode": "proxy"}), NETWORKS),
+    ("undeclared network", model({"networks": ["ghost"]}), NETWORKS),
+    ("log driver local", model({"logging": {"driver": "local"}}), None),
+    ("log driver syslog", model({"logging": {"driver": "syslog"}}), None),
+    ("log driver syslog address", model({"logging": {"driver": "syslog", "options": {
+        "syslog-address": "tcp://127.0.0.1:22"}}}), NETWORKS),
+    ("log driver fluentd", model({"logging": {"driver": "fluentd"}}), NETWORKS),
+    # what the policy does not know is not let through
+    ("unknown service key", model({"new_escape_hatch": True}), UNKNOWN),
+    ("unknown top-level key", model(plugins={"x": {}}), UNKNOWN),
+    ("unknown volume key", model(volumes={"d": {"host_path": "/"}}), UNKNOWN),
+    ("unknown build key", model({"build": {"context": ".", "host_access": True}}), UNKNOWN),
+    ("extensions are ignored", model({"x-anything": {"privileged": True}},
+                                     **{"x-pgo": {"reload": False}}), None),
+]
+
+
+@pytest.mark.parametrize(("case", "m", "want"), TABLE, ids=[t[0] for t in TABLE])
+def test_policy_table(case: str, m: dict[str, Any], want: str | None) -> None:
+    assert_outcome(case, want, policy.check(m, pol()))
+
+
+def test_empty_networks_list_allows_any_shared_network() -> None:
+    m = model({"networks": ["proxy"]}, networks={"proxy": {"external": True}})
+    assert policy.check(m, pol(networks=())) == []
+    assert policy.check(model({"network_mode": "bridge"}), pol(networks=())) == []
+    m = model(networks={"h": {"external": True, "name": "host"}})
+    assert {v.rule for v in policy.check(m, pol(networks=()))} == {NAMESPACES}
+
+
+def test_root_bypasses_the_policy() -> None:
+    m = model({"privileged": True, "network_mode": "host", "volumes": ["/:/host"]})
+    assert policy.check(m, pol(root=True)) == []
+    assert judge.judge(m, SERVICE, "root", (), Path(CHECKOUT), DATADIR) == []
+    assert judge.judge(m, SERVICE, "team", (), Path(CHECKOUT), DATADIR) != []
+
+
+def test_violation_names_compose_service_and_rule() -> None:
+    [v] = policy.check(model({"privileged": True}), pol())
+    assert (v.compose_service, v.rule) == ("app", PRIVILEGES)
+    assert str(v).startswith("compose service app: privileged")
+    assert str(v).endswith(f"[{PRIVILEGES}]")
+    [v] = policy.check(model(secrets={"s": {"file": "/etc/shadow"}}), pol())
+    assert str(v).startswith("project: secret s file /etc/shadow is outside")
+
+
+# -- the I/O step: real paths ----------------------------------------------------------------
+
+def test_symlink_left_in_the_data_dir_is_followed(tmp_path: Path) -> None:
+    checkout, data = tmp_path / "co", tmp_path / "data" / SERVICE
+    checkout.mkdir()
+    data.mkdir(parents=True)
+    (data / "db").mkdir()
+    (data / "logs").symlink_to("/etc")  # as a container with the data mounted could
+    ok = model({"volumes": [bind(str(data / "db"))]})
+    assert judge.judge(ok, SERVICE, "team", (), checkout, data) == []
+    bad = model({"volumes": [bind(str(data / "logs" / "nginx"))]})
+    [v] = judge.judge(bad, SERVICE, "team", (), checkout, data)
+    assert v.rule == DATA and "really /etc/nginx" in v.message
+
+
+def test_checkout_reached_through_a_symlink_is_still_inside(tmp_path: Path) -> None:
+    real = tmp_path / "real-checkout"
+    (real / "conf").mkdir(parents=True)
+    link = tmp_path / "checkout"
+    link.symlink_to(real)
+    m = model({"volumes": [bind(str(link / "conf")), bind(str(real / "conf"))]})
+    assert judge.judge(m, SERVICE, "team", (), link, tmp_path / "data") == []
+
+
+def test_host_paths_lists_what_the_policy_judges() -> None:
+    m = model({"volumes": [bind("/a"), "/b:/b", "named:/n", {"type": "tmpfs", "target": "/t"}]},
+              volumes={"v": {"driver_opts": {"o": "bind", "device": "/c"}}},
+              secrets={"s": {"file": "/d"}}, configs={"c": {"file": "/e"}})
+    assert sorted(policy.host_paths(m)) == ["/a", "/b", "/c", "/d", "/e"]
+
+
+# -- properties: however a path is spelled, only where it leads counts ------------------------
+
+SEGMENT = st.text(alphabet="abcxyz-_.0", min_size=1, max_size=6).filter(
+    lambda s: s not in (".", ".."))
+
+
+@st.composite
+def spelled(draw: st.DrawFn, target: str) -> str:
+    """`target` spelled with `//`, `./` and `name/..` detours."""
+    out = ""
+    for seg in [s for s in target.split("/") if s]:
+        noise = draw(st.sampled_from(["", "/", "./", "detour"]))
+        if noise == "detour":
+            out += "/" + draw(SEGMENT) + "/.."
+        elif noise:
+            out += "/" + noise.rstrip("/")
+        out += "/" + seg
+    return out or "/"
+
+
+@st.composite
+def outside(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["sibling", "ancestor", "elsewhere"]))
+    if kind == "sibling":  # shares a prefix with a root, but is not under it
+        root = draw(st.sampled_from([CHECKOUT, str(DATADIR)]))
+        return root + draw(st.sampled_from(["-x", "x", "_old", ".bak"]))
+    if kind == "ancestor":
+        return draw(st.sampled_from(["/", "/srv", "/srv/pgo-data", "/var/lib/pgo", "/var"]))
+    first = draw(st.sampled_from(["etc", "root", "run", "proc", "home", "usr"]))
+    return "/" + "/".join([first, *draw(st.lists(SEGMENT, max_size=3))])
+
+
+@st.composite
+def inside(draw: st.DrawFn) -> str:
+    root = draw(st.sampled_from([CHECKOUT, str(DATADIR)]))
+    return "/".join([root, *draw(st.lists(SEGMENT, max_size=4))])
+
+
+@given(st.data())
+def test_any_spelling_of_a_path_outside_is_refused(data: st.DataObject) -> None:
+    path = data.draw(spelled(data.draw(outside())))
+    found = policy.check(model({"volumes": [bind(path)]}), pol())
+    assert [v.rule for v in found] == [DATA], path
+
+
+@given(st.data())
+def test_any_spelling_of_a_path_inside_is_accepted(data: st.DataObject) -> None:
+    path = data.draw(spelled(data.draw(inside())))
+    assert policy.check(model({"volumes": [bind(path), f"{path}:/v1:ro"]}), pol()) == [], path
+
+
+@given(st.data())
+def test_escaping_with_dotdot_from_inside_is_refused(data: st.DataObject) -> None:
+    start = data.draw(inside())
+    depth = len([s for s in start.split("/") if s])
+    up = "/..".join([""] * (depth + 2))  # at least as many `..` as segments: to `/`
+    path = start + up + data.draw(spelled(data.draw(outside())))
+    found = policy.check(model({"volumes": [bind(path)]}), pol())
+    assert DATA in {v.rule for v in found}, path
