@@ -1,0 +1,163 @@
+"""The compose policy end to end: a real pgod refuses a push that reaches for the host and
+keeps the last good deployment running; `pgod check --service` judges a directory with the
+real compose tool (real dockerd, git and docker compose)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import harness as h
+
+PRIVILEGED = h.WEB.replace('expose: ["8080"]\n', 'expose: ["8080"]\n    privileged: true\n')
+PUBLISHED = h.WEB.replace('expose: ["8080"]\n', 'ports: ["127.0.0.1::8080"]\n')
+
+
+def service(name: str, up: h.Upstream, **kw: object) -> dict[str, object]:
+    return {"name": name, "user": h.USER, "repository": up.url, **kw}
+
+
+def start(base: Path, pgods: list[h.Pgod], services: list[dict[str, object]]) -> h.Pgod:
+    p = h.Pgod(base, services)
+    pgods.append(p)
+    return p.start()
+
+
+def test_violating_push_is_refused_and_old_containers_keep_running(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    name = h.unique()
+    projects.append(name)
+    pgod = start(base, pgods, [service(name, upstream)])
+    good = upstream.head()
+    first = h.wait_until(lambda: h.container_ids(name), what="first deploy")
+
+    upstream.write("compose.yaml", PRIVILEGED)
+    bad = upstream.commit("privileged")
+    line = pgod.wait_log(rf"\[{name}\] commit {bad[:8]} refused \(policy\)")
+    # the log names the commit, the compose service and the rule
+    assert "compose service web: privileged" in line and "[own-privileges]" in line, line
+    state = h.wait_until(lambda: (s := pgod.state(name)).get("refused_commit") == bad and s,
+                         what="the refusal in the state")
+    assert any("privileged" in v for v in state["violations"]), state
+    assert state["applied_commit"] == good
+    assert h.checkout_head(pgod.dir / name) == bad
+    # the old containers run on, untouched; the refusal is not judged again every cycle
+    h.next_cycle(pgod, name, cycles=2)
+    assert h.container_ids(name) == first
+    assert not any(h.inspect(c)["HostConfig"]["Privileged"] for c in first)
+    assert pgod.count(rf"commit {bad[:8]} refused") == 1
+
+    # a new upstream commit is judged again, and a good one is deployed
+    upstream.write("compose.yaml", h.WEB.replace('"8080"]\n', '"8080"]\n    environment: [V=4]\n'))
+    fixed = upstream.commit("fix")
+    pgod.wait_log(rf"\[{name}\] deploying commit {fixed[:8]}")
+    h.wait_until(lambda: pgod.state(name).get("applied_commit") == fixed, what="applied")
+    state = pgod.state(name)
+    assert state["violations"] == [] and state["refused_commit"] == ""
+
+
+def test_refused_first_deployment_starts_nothing(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    name = h.unique()
+    projects.append(name)
+    upstream.write("compose.yaml", PUBLISHED)
+    bad = upstream.commit("published port")
+    pgod = start(base, pgods, [service(name, upstream)])
+    line = pgod.wait_log(rf"\[{name}\] commit {bad[:8]} refused \(policy\)")
+    assert "compose service web: publishes ports" in line and "[no-ports]" in line, line
+    h.next_cycle(pgod, name)
+    assert h.containers(name, all=True) == []
+    state = pgod.state(name)
+    assert state["applied_commit"] == "" and state["refused_commit"] == bad
+
+
+# -- pgod check --service ---------------------------------------------------------------------
+
+def check(cfg: Path, *args: str, user: str | None = None) -> tuple[int, list[str]]:
+    argv = [h.PGOD, "check", "-c", str(cfg), *args]
+    if user:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    r = h.run(*argv, check=False, timeout=120)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, (r.stdout + r.stderr).splitlines()
+
+
+@pytest.fixture
+def checkdirs(base: Path) -> tuple[Path, Path, Path]:
+    """A config with one service (networks = ["proxy"]), an acceptable project directory and
+    a refused one (a symlink committed next to the compose file leads to /etc)."""
+    cfg = base / "pgo.toml"
+    cfg.write_text(h.toml_service({"name": "team", "user": h.USER, "repository": "/x",
+                                   "networks": ["proxy"]}))
+    good, bad = base / "good", base / "bad"
+    for d in (good, bad):
+        (d / "conf").mkdir(parents=True)
+    (good / "compose.yaml").write_text(
+        h.WEB + '    volumes: ["./conf:/conf:ro", "${PGO_DATA}/db:/db"]\n'
+        "    networks: [default, proxy]\nnetworks:\n  proxy:\n    external: true\n")
+    (bad / "etc").symlink_to("/etc")
+    (bad / "compose.yaml").write_text(
+        h.WEB + '    volumes: ["./etc:/host-etc:ro"]\n    privileged: true\n'
+        "  side:\n    image: local/busybox:1\n    network_mode: host\n")
+    for p in (base, good, bad, good / "conf", bad / "conf", cfg):
+        os.chmod(p, 0o755)
+    return cfg, good, bad
+
+
+def test_check_accepts_a_good_project(base: Path, checkdirs: tuple[Path, Path, Path]) -> None:
+    cfg, good, _ = checkdirs
+    rc, lines = check(cfg, "--datadir", str(base / "data"), "--service", "team", str(good))
+    assert rc == 0, lines
+    assert lines == ["team: accepted, 1 compose service(s)"]
+
+
+def test_check_refuses_with_one_line_per_violation(checkdirs: tuple[Path, Path, Path]) -> None:
+    cfg, _, bad = checkdirs
+    rc, lines = check(cfg, "--service", "team", str(bad))
+    assert rc == 1, lines
+    assert all(line.startswith("team: compose service ") for line in lines), lines
+    text = "\n".join(lines)
+    assert re.search(r"compose service web: bind mount \S+/bad/etc \(really /etc\) is outside",
+                     text), text
+    assert "compose service web: privileged" in text
+    assert "compose service side: network_mode host" in text
+    assert "compose service side: joins no network of its own" in text
+
+
+def test_check_as_a_team_in_ci_runs_compose_as_itself(
+        checkdirs: tuple[Path, Path, Path]) -> None:
+    cfg, good, bad = checkdirs
+    # not root, and the configured user need not exist where the team's CI runs
+    cfg.write_text(cfg.read_text().replace(h.USER, "no-such-user-in-ci"))
+    assert check(cfg, "--service", "team", str(good), user=h.USER)[0] == 0
+    assert check(cfg, "--service", "team", str(bad), user=h.USER)[0] == 1
+    # root runs compose as the service's user, which must exist
+    rc, lines = check(cfg, "--service", "team", str(good))
+    assert rc == 2 and len(lines) == 1 and "no-such-user-in-ci" in lines[0], lines
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--service", "nope", "{good}"], "no service 'nope'"),
+    (["--service", "team"], "--service NAME and PATH go together"),
+    (["{good}"], "--service NAME and PATH go together"),
+    (["--service", "team", "{base}/missing"], "not a directory"),
+    (["--service", "team", "{base}"], "no compose file"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_check_usage_errors_are_one_line_exit_2(
+        base: Path, checkdirs: tuple[Path, Path, Path], args: list[str], text: str) -> None:
+    cfg, good, _ = checkdirs
+    rc, lines = check(cfg, *(a.format(good=good, base=base) for a in args))
+    assert rc == 2 and len(lines) == 1 and text in lines[0], lines
+
+
+def test_check_of_a_file_that_does_not_load_is_a_refusal(
+        checkdirs: tuple[Path, Path, Path]) -> None:
+    cfg, good, _ = checkdirs
+    (good / "compose.yaml").write_text("services:\n  web:\n    image: [not, a, string]\n")
+    rc, lines = check(cfg, "--service", "team", str(good))
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("team: compose file does not "
+                                                                "load"), lines
