@@ -152,10 +152,12 @@ class TrackedService:
                 os.chown(home, uid, gid)
 
     def save(self) -> None:
-        """Record the state; fsync only when more than the time of the last pass changed."""
+        """Record the state when more than the time of the last pass changed (that time is
+        kept in memory: writing it every pass costs more than the pass's own work)."""
         durable = self.state.durable_part()
-        self.state.save(self.paths.state(self.name), durable=durable != self._saved)
-        self._saved = durable
+        if durable != self._saved:
+            self.state.save(self.paths.state(self.name))
+            self._saved = durable
 
     # -- reconcile ---------------------------------------------------------------------
 

@@ -46,15 +46,14 @@ class State:
         del d["last_reconcile"]
         return d
 
-    def save(self, path: Path, *, durable: bool = True) -> None:
+    def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state")
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(asdict(self), f, indent=1, sort_keys=True)
                 f.flush()
-                if durable:
-                    os.fsync(f.fileno())
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
