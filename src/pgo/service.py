@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pgo import config, metrics
 from pgo.compose import Model, Project, RunningProjects
-from pgo.errors import CommandError, ComposeError, FetchError, PgoError
+from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.judge import judge
 from pgo.runner import CommandRunner, RunAs
@@ -297,6 +297,13 @@ class TrackedService:
                                    + ", ".join(missing))
             if restart:
                 await self.project.down()
+            # Real paths again, now that no container of the old deployment runs: one may
+            # have left a symlink in the data directory since the commit was judged.
+            late = self.violations(model)
+            if late:
+                self._judged = (head, model, late)
+                self._refuse(head, model.digest, late, kind="policy")
+                raise PolicyRefusal(late)
             await self.project.up()
         st = self.state
         st.applied_commit, st.applied_model, st.applied_at = head, model.digest, time.time()

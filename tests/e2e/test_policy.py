@@ -161,3 +161,26 @@ def test_check_of_a_file_that_does_not_load_is_a_refusal(
     rc, lines = check(cfg, "--service", "team", str(good))
     assert rc == 1 and len(lines) == 1 and lines[0].startswith("team: compose file does not "
                                                                 "load"), lines
+
+
+def test_symlink_left_in_the_data_dir_is_judged_before_every_up(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """A container that can write its data directory could leave `logs -> /etc` there; the
+    next up (here: after the stop file, same commit, judged long before) must not follow it."""
+    name = h.unique()
+    projects.append(name)
+    upstream.write("compose.yaml", h.WEB + '    volumes: ["${PGO_DATA}/logs:/logs"]\n')
+    commit = upstream.commit("logs in the data dir")
+    pgod = start(base, pgods, [service(name, upstream)])
+    h.wait_until(lambda: h.container_ids(name), what="first deploy")
+    pgod.stopfile(name).touch()
+    h.wait_until(lambda: not h.container_ids(name), what="the stop file to down it")
+    logs = pgod.datadir / name / "logs"
+    logs.rmdir()
+    logs.symlink_to("/etc")  # what a container with its data mounted could have done
+    pgod.stopfile(name).unlink()
+    line = pgod.wait_log(rf"\[{name}\] commit {commit[:8]} refused \(policy\)")
+    assert "really /etc" in line and "[own-data]" in line, line
+    h.next_cycle(pgod, name)
+    assert h.containers(name, all=True) == []
+    assert pgod.count(rf"commit {commit[:8]} refused") == 1
