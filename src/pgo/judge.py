@@ -30,6 +30,7 @@ def service_policy(model: Mapping[str, Any], service: str, user: str,
         service=service, root=user == "root",
         allowed=(real_path(str(checkout), base), real_path(str(data), base)),
         networks=networks, project_dir=str(base),
+        git_dir=real_path(".git", base),
         real={p: real_path(p, base) for p in policy.host_paths(model)},
     )
 

@@ -46,6 +46,9 @@ class ServicePolicy:
     allowed: tuple[str, ...]  # real host paths under which bind sources may lie
     networks: tuple[str, ...]  # external networks allowed; empty: any
     project_dir: str = ""  # where relative paths in the model are relative to (the checkout)
+    # the checkout's real .git directory: git runs there as the service user, so a container
+    # that can write it (hooks, core.fsmonitor...) would run code on the host
+    git_dir: str = ""
     # host path as written in the model -> its real path (symlinks resolved), from pgo.judge
     real: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -22,6 +22,7 @@ from pgo.policy import (
     as_map,
     items,
     truthy,
+    under,
 )
 
 # Keys that only shape the container's own process, resources, health, names or life cycle.
@@ -67,6 +68,7 @@ class Mount:
     source: str  # host path (bind), volume key or name (volume), "" (anonymous, tmpfs)
     target: str
     propagation: str = ""
+    read_only: bool = False
 
 
 def parse_mount(raw: Any) -> Mount | None:
@@ -74,7 +76,8 @@ def parse_mount(raw: Any) -> Mount | None:
     if isinstance(raw, Mapping):
         return Mount(type=str(raw.get("type") or ""), source=str(raw.get("source") or ""),
                      target=str(raw.get("target") or ""),
-                     propagation=str(as_map(raw.get("bind")).get("propagation") or ""))
+                     propagation=str(as_map(raw.get("bind")).get("propagation") or ""),
+                     read_only=truthy(raw.get("read_only")))
     if isinstance(raw, str):
         parts = raw.split(":")
         if len(parts) == 1:
@@ -82,7 +85,8 @@ def parse_mount(raw: Any) -> Mount | None:
         src, dst, mode = parts[0], parts[1], ":".join(parts[2:])
         kind = "bind" if src.startswith(("/", ".", "~")) else "volume"
         prop = next((o for o in mode.split(",") if o in PROPAGATIONS), "")
-        return Mount(type=kind, source=src, target=dst, propagation=prop)
+        return Mount(type=kind, source=src, target=dst, propagation=prop,
+                     read_only="ro" in mode.split(","))
     return None
 
 
@@ -118,6 +122,12 @@ def _volumes(name: str, value: Any, f: Findings) -> None:
                 f.add(name, DATA, f"bind mount {m.target} has no source")
             else:
                 f.judge_path(name, "bind mount", m.source)
+                git = f.policy.git_dir
+                real = f.real(m.source)
+                if git and not m.read_only and (under(git, real) or under(real, git)):
+                    f.add(name, DATA, f"bind mount {m.source} makes the checkout's .git "
+                                      "writable (git runs there on the host): mount it "
+                                      "read_only or mount a subdirectory")
             if m.propagation in ("shared", "rshared"):
                 f.add(name, NAMESPACES, f"bind mount {m.target} shares mounts with the host "
                                         f"(propagation {m.propagation})")
