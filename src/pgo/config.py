@@ -147,6 +147,12 @@ def parse(text: str, path: str, *, known_user: Callable[[str], bool] = user_exis
             raise ConfigError(f"{path}: service {svc.name}: key 'name': duplicate service name")
         seen.add(svc.name)
         services.append(svc)
+    for a in services:
+        for b in services:
+            if b.name.startswith(a.name + "_"):
+                raise ConfigError(
+                    f"{path}: service {b.name}: key 'name': starts with {a.name + '_'!r}, the "
+                    f"prefix of service {a.name}'s volumes and networks")
     imports = [s.name for s in services if s.import_]
     if len(imports) > 1:
         raise ConfigError(

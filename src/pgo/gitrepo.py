@@ -15,7 +15,8 @@ GIT_TIMEOUT = 300.0
 
 # pgod's own global git config: git's ownership check (safe.directory) would refuse a local
 # upstream owned by another user, and the clone-local transport drops command-line config.
-GITCONFIG = "[safe]\n\tdirectory = *\n[gc]\n\tauto = 0\n"
+# Hooks never run: a checkout is the team's, and git runs in it on the host.
+GITCONFIG = "[safe]\n\tdirectory = *\n[gc]\n\tauto = 0\n[core]\n\thooksPath = /dev/null\n"
 
 GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",

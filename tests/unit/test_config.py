@@ -107,6 +107,12 @@ def test_each_mistake_is_one_clear_line(text: str, expect: str) -> None:
     assert "\n" not in msg
 
 
+def test_name_may_not_start_with_another_services_prefix() -> None:
+    text = BASE + BASE.replace('"svc"', '"svc_db"')
+    with pytest.raises(ConfigError, match="service svc_db: key 'name': starts with 'svc_'"):
+        parse(text)
+
+
 def test_only_one_import() -> None:
     text = BASE + 'import = "a"\n' + BASE.replace("svc", "two") + 'import = "b"\n'
     with pytest.raises(ConfigError, match="service two: key 'import'"):
