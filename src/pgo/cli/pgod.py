@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("pgo").info("pgod %s: compose is `%s`", __version__,
                                   " ".join(opts.compose_binary))
+    if os.stat(args.config).st_mode & 0o044:
+        logging.getLogger("pgo").warning(
+            "%s is readable by other users, and it holds every service's env values and "
+            "tokens: chmod 600 it", args.config)
     if sys.version_info < (3, 12):
         # 3.11's default child watcher starts a thread per child process; a pidfd costs
         # nothing (3.12 makes it the default and deprecates choosing).
