@@ -94,8 +94,14 @@ class Daemon:
                     await svc.wake.wait()
 
     def start_service(self, svc: config.Service) -> None:
-        tracked = self.make_service(svc)
-        tracked.prepare()
+        """Start tracking one service; a service that can not be set up is logged and left
+        out, never taking the others down with it."""
+        try:
+            tracked = self.make_service(svc)
+            tracked.prepare()
+        except (PgoError, OSError, KeyError) as e:
+            log.error("[%s] can not be set up, not tracking it: %s", svc.name, e)
+            return
         self.services[svc.name] = tracked
         log.info("[%s] tracking %s (branch %s) as user %s", svc.name,
                  svc.display_repository(), svc.branch, svc.user)
