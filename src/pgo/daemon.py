@@ -64,8 +64,9 @@ class Daemon:
             name = entry.name
             if name == STATE_DIR or name in keep or not entry.is_dir() or entry.is_symlink():
                 continue
-            if not config.NAME_RE.match(name):
-                log.warning("%s is not a service directory; leaving it alone", entry)
+            if not config.NAME_RE.match(name) or not self.opts.paths.private(name).is_dir():
+                # only what pgod itself set up is ever removed (-d may hold other things)
+                log.warning("%s is not a service directory pgod made; leaving it alone", entry)
                 continue
             await self.remove_service_dir(name)
 

@@ -194,3 +194,17 @@ def test_push_with_missing_image_keeps_old_containers(base, upstream, projects, 
     commit = upstream.commit("bad image")
     pgod.wait_log(rf"\[{name}\] .*{commit[:8]}: image\(s\) not available after pull")
     assert h.container_ids(name) == first
+
+
+def test_directories_pgod_did_not_make_are_left_alone(base, upstream, projects, pgods):
+    name = h.unique()
+    projects.append(name)
+    pgod = h.Pgod(base, [service(name, upstream)])
+    pgods.append(pgod)
+    other = pgod.dir / "someones-data"
+    other.mkdir(parents=True)
+    (other / "precious").write_text("keep me\n")
+    pgod.start()
+    pgod.wait_log(r"someones-data is not a service directory pgod made; leaving it alone")
+    h.next_cycle(pgod, name)
+    assert (other / "precious").read_text() == "keep me\n"
