@@ -1,19 +1,61 @@
-"""Prometheus metrics. The names of the original (pgo_command_count, pgo_command_error_count)
-are kept; the per-service reconcile metrics are pgo's own."""
+"""Prometheus metrics, served on -m as `GET /metrics` (see httpd.py).
+
+`pgo_command_count` and `pgo_command_error_count` {service, cmd, subcmd} keep the original
+Go pgo's exact names and type (a counter without the `_total` suffix that prometheus_client
+would add), so its dashboards keep working: they are rendered here by hand. The rest are
+pgo's own and follow the library's conventions (counters end in `_total`).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-COMMANDS = Counter("pgo_command_count", "External commands run, by service and command",
-                   ["service", "cmd", "subcmd"], registry=REGISTRY)
-COMMAND_ERRORS = Counter("pgo_command_error_count", "External commands that failed",
-                         ["service", "cmd", "subcmd"], registry=REGISTRY)
+
+class LegacyCounter:
+    """A counter family exposed under its exact name (no `_total`), as client_golang does."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        assert len(labels) == len(self.labelnames)
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def get(self, *labels: str) -> float:
+        return self.values.get(labels, 0.0)
+
+    def text(self) -> str:
+        lines = [f"# HELP {self.name} {self.documentation}", f"# TYPE {self.name} counter"]
+        for labels, value in sorted(self.values.items()):
+            pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(self.labelnames, labels,
+                                                                   strict=True))
+            lines.append(f"{self.name}{{{pairs}}} {_number(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+COMMANDS = LegacyCounter(
+    "pgo_command_count", "External commands pgod ran, by service, command and subcommand",
+    ["service", "cmd", "subcmd"])
+COMMAND_ERRORS = LegacyCounter(
+    "pgo_command_error_count",
+    "External commands that failed (non-zero exit, timeout)",
+    ["service", "cmd", "subcmd"])
 RECONCILES = Counter("pgo_reconcile_total", "Reconcile passes by outcome",
                      ["service", "outcome"], registry=REGISTRY)
 REFUSALS = Counter("pgo_policy_refusals_total", "Commits refused by the compose policy",
@@ -47,6 +89,20 @@ def command_labels(argv: Sequence[str]) -> tuple[str, str]:
 
 def observe_command(service: str, argv: Sequence[str], returncode: int) -> None:
     cmd, sub = command_labels(argv)
-    COMMANDS.labels(service, cmd, sub).inc()
+    COMMANDS.inc(service, cmd, sub)
     if returncode != 0:
-        COMMAND_ERRORS.labels(service, cmd, sub).inc()
+        COMMAND_ERRORS.inc(service, cmd, sub)
+
+
+WEBHOOKS = Counter("pgo_webhooks_total", "Webhook requests by service and result "
+                   "(accepted, unauthorized, not_found; service is empty for unknown names)",
+                   ["service", "result"], registry=REGISTRY)
+HTTP_REQUESTS = Counter("pgo_http_requests_total", "Requests to the metrics/webhook listener",
+                        ["route", "code"], registry=REGISTRY)
+RELOADS = Counter("pgo_config_reloads_total", "Configuration reloads by result "
+                  "(applied, unchanged, invalid)", ["result"], registry=REGISTRY)
+
+
+def exposition() -> bytes:
+    """Everything, in the Prometheus text format (0.0.4)."""
+    return generate_latest(REGISTRY) + (COMMANDS.text() + COMMAND_ERRORS.text()).encode()
