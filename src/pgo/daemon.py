@@ -1,4 +1,5 @@
-"""All services together: start-up, stale cleanup, the tracking loops, signals."""
+"""All services together: start-up, stale cleanup, the tracking loops, config reload,
+signals and readiness."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import logging
 import random
 import shutil
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pgo import config
+from pgo import config, notify, reload
 from pgo.compose import Project, RunningProjects
 from pgo.errors import PgoError
 from pgo.runner import CommandRunner, Runner
@@ -21,6 +22,9 @@ from pgo.service import STATE_DIR, Hooks, Paths, TrackedService
 log = logging.getLogger("pgo.daemon")
 
 PARALLEL_RECONCILES = 8
+# A reload lets a pass or command in progress on a changed or removed service finish for
+# this long before it interrupts it.
+RETIRE_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,13 @@ class Daemon:
         # the git and compose processes alive together. SSH commands do not queue here.
         self.slots = asyncio.Semaphore(PARALLEL_RECONCILES)
         self.stopping = asyncio.Event()
+        # config reload: SIGHUP or (with --restart) a change of the file's content
+        self.reload_wanted = asyncio.Event()
+        self.reload_reason = ""
+        self.reload_lock = asyncio.Lock()
+        self.config_digest = reload.file_digest(opts.config_path)
+        # called with the new config after every applied reload (e.g. the Caddy snippet)
+        self.reload_hooks: list[Callable[[config.Config], Awaitable[None]]] = []
 
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
@@ -90,6 +101,8 @@ class Daemon:
             async with self.slots:
                 await svc.reconcile("poll" if svc.verified else "start")
             delay = self.opts.interval * (1 + random.uniform(0, 0.5))
+            if not svc.wake.is_set():  # (a webhook during the pass: go again at once)
+                svc.log.debug("idle for %.0fs or until woken", delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await svc.wake.wait()
@@ -124,16 +137,24 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload, "SIGHUP")
         await self.remove_stale([s.name for s in self.cfg.services])
         for svc in self.cfg.services:
             self.start_service(svc)
         servers = await self.start_servers()
         log.info("pgod running: %d service(s), every %gs", len(self.services),
                  self.opts.interval)
+        helpers = [asyncio.create_task(self.reloader(), name="reloader")]
+        if self.opts.restart:
+            helpers.append(asyncio.create_task(self.watch_config(), name="watch-config"))
+        notify.ready(f"tracking {len(self.services)} service(s)")
         try:
             await self.stopping.wait()
         finally:
+            notify.stopping()
             log.info("pgod stopping; containers keep running")
+            for helper in helpers:
+                helper.cancel()
             for name in list(self.tasks):
                 task = self.tasks.pop(name)
                 task.cancel()
@@ -152,6 +173,114 @@ class Daemon:
 
             servers.append(await httpd.start(self, *self.opts.metric_addr))
         return servers
+
+
+    # -- config reload -----------------------------------------------------------------
+
+    def request_reload(self, reason: str) -> None:
+        self.reload_reason = reason
+        self.reload_wanted.set()
+
+    async def watch_config(self) -> None:
+        """--restart: look at the file every few seconds; reload when its content changed
+        (a touch, or an editor's rename of an identical file, reloads nothing)."""
+        path = self.opts.config_path
+        last = reload.file_key(path)
+        while True:
+            await asyncio.sleep(reload.POLL_INTERVAL)
+            key = reload.file_key(path)
+            if key == last:
+                continue
+            last = key
+            digest = await asyncio.to_thread(reload.file_digest, path)
+            if key is not None and digest != self.config_digest:
+                self.request_reload(f"{path} changed")
+
+    async def reloader(self) -> None:
+        """Apply reload requests one at a time; requests made meanwhile coalesce."""
+        while True:
+            await self.reload_wanted.wait()
+            self.reload_wanted.clear()
+            await self.reload(self.reload_reason)
+
+    async def reload(self, reason: str) -> bool:
+        """Load the config file again and apply the difference. An invalid file changes
+        nothing; return whether the new config was applied."""
+        async with self.reload_lock:
+            notify.reloading()
+            try:
+                return await self._reload(reason)
+            finally:
+                notify.ready(f"tracking {len(self.services)} service(s)")
+
+    async def _reload(self, reason: str) -> bool:
+        from pgo import metrics
+
+        path = self.opts.config_path
+        self.config_digest = await asyncio.to_thread(reload.file_digest, path)
+        try:
+            new = await asyncio.to_thread(config.load, path)
+        except PgoError as e:
+            log.error("config reload (%s) refused, the running config stays: %s", reason, e)
+            metrics.RELOADS.labels("invalid").inc()
+            return False
+        changes = reload.diff(self.cfg, new)
+        # services of the old config that could not be set up then get another chance
+        retry = [s for s in new.services if s.name not in self.services
+                 and s not in changes.added and s.name not in {c.name for c, _ in changes.changed}]
+        self.cfg = new
+        if not changes and not retry:
+            log.info("config reload (%s): no service changed", reason)
+            metrics.RELOADS.labels("unchanged").inc()
+            return True
+        log.info("config reload (%s): %s", reason, changes.summary())
+        for name in changes.removed:
+            log.info("[%s] removed from %s", name, path)
+            async with self.retired(name):
+                await self.remove_service_dir(name)
+        for svc, keys in changes.changed:
+            log.info("[%s] changed (%s): tracking it with the new settings", svc.name,
+                     ", ".join(keys))
+            async with self.retired(svc.name) as old:
+                self.start_service(svc)
+                if old is not None and svc.name in self.services:
+                    # the successor shares the lock: no pass or command of the old tracker
+                    # and the new one ever run on the project at the same time
+                    self.services[svc.name].lock = old.lock
+        for svc in changes.added:
+            log.info("[%s] added to %s", svc.name, path)
+            self.start_service(svc)
+        for svc in retry:
+            self.start_service(svc)
+        metrics.RELOADS.labels("applied").inc()
+        for hook in self.reload_hooks:
+            await hook(new)
+        return True
+
+    @contextlib.asynccontextmanager
+    async def retired(self, name: str) -> AsyncIterator[TrackedService | None]:
+        """Stop tracking `name` for a reload: let a pass or command in progress finish (up
+        to RETIRE_WAIT), end its poll loop, and hold its lock while the caller cleans up or
+        starts a successor."""
+        tracked = self.services.pop(name, None)
+        task = self.tasks.pop(name, None)
+        held = False
+        if tracked is not None:
+            try:
+                async with asyncio.timeout(RETIRE_WAIT):
+                    await tracked.lock.acquire()
+                held = True
+            except TimeoutError:
+                log.warning("[%s] still busy after %gs; interrupting it", name, RETIRE_WAIT)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            yield tracked
+        finally:
+            if held and tracked is not None:
+                tracked.lock.release()
 
 
 class Server(Protocol):
