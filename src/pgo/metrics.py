@@ -99,6 +99,9 @@ WEBHOOKS = Counter("pgo_webhooks_total", "Webhook requests by service and result
                    ["service", "result"], registry=REGISTRY)
 HTTP_REQUESTS = Counter("pgo_http_requests_total", "Requests to the metrics/webhook listener",
                         ["route", "code"], registry=REGISTRY)
+SSH_REQUESTS = Counter("pgo_ssh_requests_total", "SSH requests by service, command and exit "
+                       "status (400/401/404/406: refused)", ["service", "command", "status"],
+                       registry=REGISTRY)
 RELOADS = Counter("pgo_config_reloads_total", "Configuration reloads by result "
                   "(applied, unchanged, invalid)", ["result"], registry=REGISTRY)
 

@@ -10,7 +10,7 @@ import pytest
 
 from pgo.duration import parse_addr, parse_duration
 from pgo.metrics import command_labels
-from pgo.runner import Runner, build_env, redact
+from pgo.runner import Result, Runner, build_env, redact
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -69,12 +69,13 @@ def test_runner_runs_and_captures() -> None:
 def test_runner_timeout_ends_the_process_group(tmp_path) -> None:
     pidfile = tmp_path / "pid"
 
-    async def go() -> None:
-        await Runner().run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=0.5)
+    async def go() -> Result:
+        return await Runner().run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"],
+                                  timeout=0.5)
 
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError):
-        asyncio.run(go())
+    res = asyncio.run(go())  # a failed command, not an exception that ends a tracker
+    assert res.returncode == -1 and res.stderr == b"timed out after 0.5s\n"
     assert time.monotonic() - t0 < 10
     child = int(pidfile.read_text())
     with pytest.raises(ProcessLookupError):
@@ -92,3 +93,37 @@ def test_runner_streams() -> None:
     rc = asyncio.run(Runner().stream(["sh", "-c", "printf a; printf b >&2"], stdout=sink,
                                      stderr=sink))
     assert rc == 0 and b"".join(sorted(got)) == b"ab"
+
+
+def test_runner_cancel_ends_the_process_group_and_leaves_no_fd(tmp_path) -> None:
+    pidfile = tmp_path / "pid"
+
+    async def go() -> None:
+        task = asyncio.create_task(Runner().run(
+            ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"]))
+        for _ in range(500):  # the child's child has started
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    fds = len(os.listdir("/proc/self/fd"))
+    t0 = time.monotonic()
+    asyncio.run(go())
+    assert time.monotonic() - t0 < 10
+    child = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):
+            os.kill(child, 0)
+            time.sleep(0.05)
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(Runner().run(["/nonexistent/program"]))
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_runner_output_larger_than_a_pipe() -> None:
+    res = asyncio.run(Runner().run(
+        ["sh", "-c", "head -c 300000 /dev/zero; head -c 200000 /dev/zero >&2"]))
+    assert (res.returncode, len(res.stdout), len(res.stderr)) == (0, 300000, 200000)
