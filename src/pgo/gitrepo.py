@@ -54,6 +54,10 @@ class Checkout:
             raise err_cls(what, res.returncode, redact(res.output, self.secrets))
         return res.stdout.decode("utf-8", "replace").strip()
 
+    async def git(self, *args: str) -> str:
+        """Any other git command in the checkout, as the service's user."""
+        return await self._git(*args)
+
     def prepare_dir(self) -> None:
         """Create the (empty) checkout directory owned by the user, not writable by others."""
         self.path.mkdir(mode=0o750, exist_ok=True)
@@ -61,10 +65,13 @@ class Checkout:
             os.chown(self.path, self.as_user.uid, self.as_user.gid)
         os.chmod(self.path, 0o750)
 
+    def _head_file_present(self) -> bool:
+        return os.path.isfile(os.path.join(self.path, ".git", "HEAD"))
+
     async def is_healthy(self, *, deep: bool = True) -> bool:
         """Does the checkout look usable? `deep` asks git; otherwise only the files are
         looked at (a damaged repository then shows when fetch or rev-parse fails)."""
-        if not (self.path / ".git" / "HEAD").is_file():
+        if not self._head_file_present():
             return False
         if not deep:
             return True
@@ -74,13 +81,14 @@ class Checkout:
             return False
         return True
 
-    async def clone(self) -> None:
-        """(Re-)clone into an emptied checkout directory."""
+    async def clone(self, *, files: bool = True) -> None:
+        """(Re-)clone into an emptied checkout directory; without `files`, check nothing
+        out yet (the commit is judged before it reaches the working tree)."""
         if self.path.exists():
             shutil.rmtree(self.path)
         self.prepare_dir()
         await self._git("clone", "--quiet", "--single-branch", "--branch", self.branch,
-                        "--", self.url, ".")
+                        *(() if files else ("--no-checkout",)), "--", self.url, ".")
 
     async def fetch(self) -> tuple[str, str]:
         """Fetch the tracked branch (forced: upstream may rewrite history).
@@ -91,7 +99,7 @@ class Checkout:
             self._url_set = True
         await self._git("fetch", "--quiet", "--prune", "--no-tags", "origin",
                         f"+refs/heads/{self.branch}:{ref}")
-        gitdir = self.path / ".git"
+        gitdir = os.path.join(self.path, ".git")
         upstream, head = read_ref(gitdir, ref), read_ref(gitdir, "HEAD")
         if upstream and head:
             return upstream, head
@@ -121,7 +129,7 @@ class Checkout:
 HEX = frozenset("0123456789abcdef")
 
 
-def read_ref(gitdir: Path, ref: str, depth: int = 0) -> str | None:
+def read_ref(gitdir: str | Path, ref: str, depth: int = 0) -> str | None:
     """The object name a ref points at, read from git's files (loose ref, then packed-refs),
     following symbolic refs; None when that is not plain (then ask git). Saves a process per
     reconcile pass; git's ref storage format is stable and documented (gitrepository-layout).
@@ -129,7 +137,7 @@ def read_ref(gitdir: Path, ref: str, depth: int = 0) -> str | None:
     if depth > 4 or ".." in ref:
         return None
     try:
-        text = (gitdir / ref).read_text(encoding="ascii").strip()
+        text = _read_ascii(os.path.join(gitdir, ref)).strip()
     except FileNotFoundError:
         text = ""
     except (OSError, UnicodeDecodeError):
@@ -138,7 +146,7 @@ def read_ref(gitdir: Path, ref: str, depth: int = 0) -> str | None:
         return read_ref(gitdir, text[5:].strip(), depth + 1)
     if not text:
         try:
-            packed = (gitdir / "packed-refs").read_text(encoding="ascii")
+            packed = _read_ascii(os.path.join(gitdir, "packed-refs"))
         except (OSError, UnicodeDecodeError):
             return None
         for line in packed.splitlines():
@@ -147,3 +155,8 @@ def read_ref(gitdir: Path, ref: str, depth: int = 0) -> str | None:
                 text = name
                 break
     return text if len(text) in (40, 64) and set(text) <= HEX else None
+
+
+def _read_ascii(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("ascii")

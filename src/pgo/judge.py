@@ -16,11 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from pgo import policy
+from pgo.config import NAME_RE
 
 
 def real_path(path: str, base: Path) -> str:
     """Where `path` (relative paths against `base`) really leads, symlinks followed."""
     return os.path.realpath(os.path.join(base, path))
+
+
+def other_services(service: str, checkout: Path, data: Path) -> tuple[str, ...]:
+    """The names of the other pgo services on this machine, as far as the file system
+    tells: every service has its data directory beside this one's (DATADIR/NAME), and, in
+    pgod's own layout, its checkout beside this one's. Stale directories count too: the
+    volumes of a removed service may still be there."""
+    found: set[str] = set()
+    parents = [data.parent]
+    if checkout.name == service:
+        parents.append(checkout.parent)
+    for parent in parents:
+        try:
+            with os.scandir(parent) as entries:
+                found.update(e.name for e in entries if NAME_RE.match(e.name))
+        except OSError:
+            continue
+    found.discard(service)
+    return tuple(sorted(found))
 
 
 def service_policy(model: Mapping[str, Any], service: str, user: str,
@@ -32,6 +52,7 @@ def service_policy(model: Mapping[str, Any], service: str, user: str,
         networks=networks, project_dir=str(base),
         git_dir=real_path(".git", base),
         real={p: real_path(p, base) for p in policy.host_paths(model)},
+        others=other_services(service, checkout, data),
     )
 
 

@@ -51,6 +51,10 @@ class ServicePolicy:
     git_dir: str = ""
     # host path as written in the model -> its real path (symlinks resolved), from pgo.judge
     real: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # the other pgo services on this machine (their compose projects): a name PREFIX_KEY
+    # belongs to the longest service name it starts with, so `web` can not claim the
+    # volumes and networks of `web_api` (`web_api_data`) by a key or name `api_data`
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Findings:
     def __init__(self, model: Mapping[str, Any], policy: ServicePolicy) -> None:
         self.policy = policy
         self.found: list[Violation] = []
+        self.model = model
         self.services: Mapping[str, Any] = as_map(model.get("services"))
         self.volumes: Mapping[str, Any] = as_map(model.get("volumes"))
         self.networks: Mapping[str, Any] = as_map(model.get("networks"))
@@ -100,8 +105,15 @@ class Findings:
     # -- names -----------------------------------------------------------------------------
 
     def own_name(self, name: str) -> bool:
-        """Volumes and networks the project creates are named PROJECT_KEY by compose."""
-        return name.startswith(f"{self.policy.service}_")
+        """Volumes and networks the project creates are named PROJECT_KEY by compose. A
+        project name may itself hold `_`, so PROJECT_KEY is also OTHER_KEY2 when OTHER is
+        PROJECT_SOMETHING: the name is the project's own only when no longer project name
+        on this machine claims it."""
+        mine = self.policy.service
+        if not name.startswith(f"{mine}_"):
+            return False
+        return not any(len(o) > len(mine) and name.startswith(f"{o}_")
+                       for o in self.policy.others)
 
     def volume_name(self, key: str) -> str:
         vol = as_map(self.volumes.get(key))
@@ -127,6 +139,7 @@ def check(model: Mapping[str, Any], policy: ServicePolicy) -> list[Violation]:
     policy_top.judge_top(model, f)
     for name, svc in f.services.items():
         policy_service.judge_service(str(name), as_map(svc), f)
+    policy_service.judge_nested(f)
     return list(f.found)
 
 

@@ -24,6 +24,7 @@ from pgo.policy import (
     truthy,
     under,
 )
+from pgo.policy_top import bind_device
 
 # Keys that only shape the container's own process, resources, health, names or life cycle.
 SAFE = frozenset({
@@ -33,7 +34,7 @@ SAFE = frozenset({
     "dns_search", "domainname", "entrypoint", "env_file", "environment", "expose", "extends",
     "extra_hosts", "group_add", "healthcheck", "hostname", "image", "init", "label_file",
     "labels", "links", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness",
-    "memswap_limit", "oom_kill_disable", "pids_limit", "platform", "profiles", "pull_policy",
+    "memswap_limit", "pids_limit", "platform", "profiles", "pull_policy",
     "pull_refresh_after", "read_only", "restart", "scale", "secrets", "shm_size", "stdin_open",
     "stop_grace_period", "stop_signal", "storage_opt", "tmpfs", "tty", "ulimits", "user",
     "working_dir", "network_mode", "networks",  # judged once per service in _networks
@@ -134,6 +135,10 @@ def _volumes(name: str, value: Any, f: Findings) -> None:
         elif m.type == "volume":
             if m.source and m.source not in f.volumes and not f.own_name(m.source):
                 f.add(name, DATA, f"volume {m.source!r} is not one of the project's own")
+            sub = str(as_map(as_map(raw).get("volume")).get("subpath") or "")
+            if sub.startswith("/") or ".." in sub.split("/"):
+                f.add(name, DATA, f"volume mount {m.target}: subpath {sub!r} leaves the "
+                                  "volume")
         elif m.type != "tmpfs":
             f.add(name, DATA, f"mount {m.target} has type {m.type!r}: only bind, volume and "
                               f"tmpfs are allowed")
@@ -148,6 +153,44 @@ def _volumes_from(name: str, value: Any, f: Findings) -> None:
         other = entry.removeprefix("service:").split(":")[0]
         if other not in f.services:
             f.add(name, NAMESPACES, f"volumes_from {entry}: not a service of this project")
+
+
+def judge_nested(f: Findings) -> None:
+    """A host path that a container of the project can write (a read-write bind mount, a
+    volume that is a bind in disguise) may hold any other host path the project mounts
+    only as itself: below it, a container can swap a directory on the way for a symlink
+    (`rm -r /data/db; ln -s / /data/db`), and dockerd follows that symlink as root the next
+    time it starts a container (a restart policy, `pgoctl start`, a reboot), long after
+    the paths were judged. So every bind source, config or secret file, and volume device
+    must not lie strictly below a writable one."""
+    writable: list[str] = []
+    mounted: list[tuple[str, str, str]] = []  # (compose service or "", what, path)
+    for name, raw in f.services.items():
+        for entry in as_list(as_map(raw).get("volumes")):
+            m = parse_mount(entry)
+            if m is None or m.type != "bind" or not m.source:
+                continue
+            mounted.append((str(name), "bind mount", m.source))
+            if not m.read_only:
+                writable.append(f.real(m.source))
+    for key, vol in f.volumes.items():
+        dev = bind_device(as_map(as_map(vol).get("driver_opts")))
+        if dev:
+            mounted.append(("", f"volume {key} binds", dev))
+            writable.append(f.real(dev))
+    for kind in ("configs", "secrets"):
+        for key, obj in as_map(f.model.get(kind)).items():
+            path = as_map(obj).get("file")
+            if isinstance(path, str) and path:
+                mounted.append(("", f"{kind[:-1]} {key} file", path))
+    for name, what, path in mounted:
+        real = f.real(path)
+        outer = next((w for w in writable if real != w and under(real, w)), None)
+        if outer is not None:
+            f.add(name, DATA, f"{what} {path} lies inside {outer}, which a container may "
+                              "write: it could put a symlink on the way before the next "
+                              "start; mount the writable one read_only or use sibling "
+                              "directories")
 
 
 # -- own namespaces ----------------------------------------------------------------------------
@@ -221,6 +264,15 @@ def _oom_score_adj(name: str, value: Any, f: Findings) -> None:
     if score < 0:
         f.add(name, PRIVILEGES, f"oom_score_adj {score}: protects the container at the cost "
                                 f"of the host's processes")
+
+
+def _oom_kill_disable(name: str, value: Any, f: Findings) -> None:
+    svc = as_map(f.services.get(name))
+    limit = svc.get("mem_limit") or as_map(as_map(as_map(svc.get("deploy")).get(
+        "resources")).get("limits")).get("memory")
+    if truthy(value) and not limit:
+        f.add(name, PRIVILEGES, "oom_kill_disable without a memory limit: when memory runs "
+                                "out, the kernel kills the host's processes instead")
 
 
 def _runtime(name: str, value: Any, f: Findings) -> None:
@@ -353,6 +405,7 @@ RULES: dict[str, Callable[[str, Any, Findings], None]] = {
     "security_opt": _security_opt,
     "sysctls": _sysctls,
     "oom_score_adj": _oom_score_adj,
+    "oom_kill_disable": _oom_kill_disable,
     "runtime": _runtime,
     "isolation": _isolation,
     "post_start": _hooks("post_start"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from pgo.policy import (
     PRIVILEGES,
     UNKNOWN,
     Findings,
+    as_list,
     as_map,
     external,
 )
@@ -24,6 +26,8 @@ NETWORK_KEYS = frozenset({"name", "driver", "driver_opts", "ipam", "external", "
                           "enable_ipv4", "enable_ipv6", "attachable", "labels"})
 FILE_KEYS = frozenset({"name", "file", "environment", "content", "external", "labels",
                        "template_driver"})
+PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fd00::/8"))
 # Drivers that give the project a network of its own (and nothing of the host's).
 NETWORK_DRIVERS = frozenset({"bridge", "overlay"})
 # Network driver options that change nothing about what the network can reach.
@@ -55,7 +59,7 @@ def judge_top(model: Mapping[str, Any], f: Findings) -> None:
 def host_paths(model: Mapping[str, Any]) -> list[str]:
     out = []
     for vol in as_map(model.get("volumes")).values():
-        dev = _bind_device(as_map(as_map(vol).get("driver_opts")))
+        dev = bind_device(as_map(as_map(vol).get("driver_opts")))
         if dev:
             out.append(dev)
     for kind in ("configs", "secrets"):
@@ -72,7 +76,7 @@ def _unknown(keys: Any, known: frozenset[str], what: str, f: Findings) -> None:
             f.add("", UNKNOWN, f"{what}: key `{k}` is not known to the policy")
 
 
-def _bind_device(opts: Mapping[str, Any]) -> str:
+def bind_device(opts: Mapping[str, Any]) -> str:
     """The host path of a local volume that is a bind mount in disguise, else ""."""
     o = {x.strip().partition("=")[0] for x in str(opts.get("o", "")).split(",")}
     if o & {"bind", "rbind"}:
@@ -94,7 +98,7 @@ def _volume(key: str, vol: Mapping[str, Any], f: Findings) -> None:
     opts = as_map(vol.get("driver_opts"))
     if not opts:
         return
-    dev = _bind_device(opts)
+    dev = bind_device(opts)
     for k in opts:
         if str(k) not in ("type", "o", "device"):
             f.add("", DATA, f"{what}: driver option {k!r} is not judged safe")
@@ -128,9 +132,26 @@ def _network(key: str, net: Mapping[str, Any], f: Findings) -> None:
     for k in as_map(net.get("driver_opts")):
         if str(k) not in NETWORK_OPTS:
             f.add("", NETWORKS, f"{what}: driver option {k!r} is not judged safe")
-    ipam_driver = str(as_map(net.get("ipam")).get("driver") or "default")
+    ipam = as_map(net.get("ipam"))
+    ipam_driver = str(ipam.get("driver") or "default")
     if ipam_driver != "default":
         f.add("", NETWORKS, f"{what} uses the IPAM plugin {ipam_driver!r}")
+    for pool in as_list(ipam.get("config")):
+        for k in ("subnet", "ip_range", "gateway"):
+            if as_map(pool).get(k) and not _private(str(as_map(pool)[k])):
+                f.add("", NETWORKS, f"{what}: {k} {as_map(pool)[k]} is not a private "
+                                    "range: the host would route those public addresses "
+                                    "into the project")
+
+
+def _private(text: str) -> bool:
+    """An address or network wholly inside the private ranges (RFC 1918, 6598, ULA)."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return False
+    return any(net.version == p.version and net.subnet_of(p)  # type: ignore[arg-type]
+               for p in PRIVATE)
 
 
 def _file_object(kind: str, key: str, obj: Mapping[str, Any], f: Findings) -> None:

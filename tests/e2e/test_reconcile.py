@@ -208,3 +208,19 @@ def test_directories_pgod_did_not_make_are_left_alone(base, upstream, projects, 
     pgod.wait_log(r"someones-data is not a service directory pgod made; leaving it alone")
     h.next_cycle(pgod, name)
     assert (other / "precious").read_text() == "keep me\n"
+
+
+def test_project_downed_by_hand_comes_back(base, upstream, projects, pgods):
+    # level-triggered: nothing tells pgod about a manual `down`; its next pass sees that no
+    # container of the project runs (the shared listing of running projects) and ups it
+    name = h.unique()
+    projects.append(name)
+    pgod = start(base, pgods, [service(name, upstream)])
+    pgod.wait_log(rf"\[{name}\] deploying commit")
+    first = h.wait_until(lambda: h.container_ids(name), what="first deploy")
+    h.down_project(name)
+    assert not h.container_ids(name)
+    pgod.wait_log(rf"\[{name}\] not running: bringing up commit {upstream.head()[:8]}")
+    second = h.wait_until(lambda: h.container_ids(name), what="the project to come back")
+    assert second and not second & first
+    assert "docker engine at" not in pgod.log()  # the engine's socket answered

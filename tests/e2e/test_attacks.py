@@ -1,0 +1,180 @@
+"""Attacks against a real pgod: by nobody with a key (a connection flood), by a team that
+owns one repository and its keys (sessions on one connection, a refused commit that
+redirects what running containers mount)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import socket
+from pathlib import Path
+
+import asyncssh
+
+from tests.e2e import harness as h
+
+FLOOD_NOFILE = 1024  # pgod's descriptors in the flood test (systemd gives it 65536)
+
+
+def service(name: str, up: h.Upstream, **kw: object) -> dict[str, object]:
+    return {"name": name, "user": h.USER, "repository": up.url, **kw}
+
+
+def fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_connection_flood_without_a_key_leaves_the_services_running(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """Idle TCP connections to the SSH port, never logging in: pgod must keep enough file
+    descriptors to fetch and deploy, and serve SSH again once the flood is gone."""
+    name = h.unique("flood")
+    projects.append(name)
+    key = base / "id_team"
+    h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    upstream.write("ssh/team.pub", Path(f"{key}.pub").read_text())
+    upstream.commit("key")
+    pgod = h.Pgod(base, [service(name, upstream)], interval="1s")
+    pgods.append(pgod.start())
+    h.wait_until(lambda: h.container_ids(name), what="first deploy")
+    assert pgod.proc is not None
+    h.run("prlimit", f"--pid={pgod.proc.pid}", f"--nofile={FLOOD_NOFILE}:{FLOOD_NOFILE}")
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # more than pgod may hold, and as many again waiting in the listen backlog to take
+    # every descriptor a login timeout frees
+    want = 2 * FLOOD_NOFILE + 200
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, want + 100)), hard))
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(want):  # connects that do not wait: a full backlog is the point
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", pgod.ssh_port))
+            flood.append(s)
+        # pgod has taken in what it takes: it closed the rest, or it is out of descriptors
+        h.wait_until(lambda: pgod.count(r"connection\(s\) closed at once")
+                     or fds(pgod.proc.pid) >= FLOOD_NOFILE - 8,  # type: ignore[union-attr]
+                     what="pgod to take in the flood")
+        upstream.write("compose.yaml", h.WEB.replace('"8080"]\n',
+                                                     '"8080"]\n    environment: [V=2]\n'))
+        new = upstream.commit("while flooded")
+        # within the login timeout: before the flood's first connections are let go
+        h.wait_until(lambda: pgod.state(name).get("applied_commit") == new, timeout=25,
+                     what="the commit deployed during the flood")
+    finally:
+        for s in flood:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    r = h.run(h.PGOCTL, "-i", str(key), "-p", str(pgod.ssh_port), "--",
+              f"127.0.0.1:{name}//ping", check=False,
+              env={"PATH": "/usr/bin:/bin", "HOME": str(base),
+                   "PGOCTL_KNOWN_HOSTS": str(base / "known")})
+    assert r.returncode == 0 and "pong!" in r.stdout, r.stderr
+
+
+def test_sessions_on_one_connection_are_limited(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """A key holder opens many channels on one connection, each following the logs (one
+    compose process each): past the limit a request is refused, not run."""
+    name = h.unique("chan")
+    projects.append(name)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    upstream.write("ssh/team.pub", key.export_public_key().decode())
+    upstream.commit("key")
+    pgod = h.Pgod(base, [service(name, upstream)], interval="1h")
+    pgods.append(pgod.start())
+    h.wait_until(lambda: h.container_ids(name), what="first deploy")
+
+    async def attack() -> list[int | None]:
+        async with asyncssh.connect("127.0.0.1", pgod.ssh_port, username="mallory",
+                                    client_keys=[key], known_hosts=None) as conn:
+            followers = [await conn.create_process(f"{name}//logs -f web")
+                         for _ in range(10)]
+            extra = await conn.run(f"{name}//ping")
+            for p in followers:
+                p.close()
+            while True:  # the slots are given back once pgod has ended the followers
+                more = await conn.run(f"{name}//ping")
+                if more.exit_status != extra.exit_status:
+                    return [extra.exit_status, more.exit_status]
+                await asyncio.sleep(0.2)
+
+    extra, more = asyncio.run(asyncio.wait_for(attack(), 60))
+    # 400 on the wire; asyncssh's client keeps its low 8 bits
+    assert extra in (400, 400 & 0xFF) and more == 0, (extra, more)
+
+
+CONF_RO = """\
+services:
+  web:
+    image: local/busybox:1
+    pull_policy: if_not_present
+    restart: always
+    command: ["sh", "-c", "sleep 1; exit 1"]
+    volumes: ["./conf:/etc/app:ro"]
+"""
+
+
+def test_refused_commit_does_not_change_what_running_containers_mount(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """Commit 1 mounts ./conf read-only and restarts now and then; commit 2 makes conf a
+    symlink to /. The policy refuses commit 2, but when it lies in the checkout, dockerd
+    follows the symlink at the next restart of the old container: the host's / in it."""
+    name = h.unique("swap")
+    projects.append(name)
+    upstream.write("compose.yaml", CONF_RO)
+    upstream.write("conf/app.conf", "x\n")
+    upstream.commit("conf")
+    pgod = h.Pgod(base, [service(name, upstream)], interval="1s")
+    pgods.append(pgod.start())
+    h.wait_until(lambda: pgod.state(name).get("applied_commit") == upstream.head(),
+                 what="first deploy")
+    upstream.remove("conf")
+    (upstream.work / "conf").symlink_to("/")
+    bad = upstream.commit("conf is /")
+    pgod.wait_log(rf"\[{name}\] commit {bad[:8]} refused \(policy\)")
+
+    def started_again() -> int:
+        c = h.containers(name, all=True)
+        return int(h.inspect(c[0]["ID"])["RestartCount"]) if c else 0
+    before = started_again()
+    h.wait_until(lambda: started_again() >= before + 2, what="the old container restarted")
+    cid = h.containers(name, all=True)[0]["ID"]
+
+    def listing() -> str:
+        with contextlib.suppress(AssertionError):
+            r = h.run("docker", "exec", cid, "ls", "/etc/app", check=False)
+            if r.returncode == 0:
+                return r.stdout
+        return ""
+    seen = h.wait_until(listing, what="a listing of /etc/app in the running container")
+    assert "app.conf" in seen.split(), f"the container sees the host: {seen.split()[:8]}"
+
+
+def test_a_clone_again_does_not_bring_a_refused_commit_into_the_checkout(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """The same symlink swap, arriving while the checkout is damaged and cloned again: the
+    new clone's files wait for the verdict, and the applied commit's files come back."""
+    name = h.unique("reclone")
+    projects.append(name)
+    upstream.write("compose.yaml", CONF_RO)
+    upstream.write("conf/app.conf", "x\n")
+    good = upstream.commit("conf")
+    pgod = h.Pgod(base, [service(name, upstream)], interval="1s")
+    pgods.append(pgod.start())
+    h.wait_until(lambda: pgod.state(name).get("applied_commit") == good, what="first deploy")
+    pgod.stop()
+    upstream.remove("conf")
+    (upstream.work / "conf").symlink_to("/")
+    bad = upstream.commit("conf is /")
+    h.cleanup_dir(pgod.dir / name / ".git" / "objects")  # damaged: pgod clones it again
+    pgod.start()
+    pgod.wait_log(rf"\[{name}\] commit {bad[:8]} refused \(policy\)")
+    pgod.wait_log(rf"\[{name}\] cloning")
+    checkout = pgod.dir / name
+    assert h.checkout_head(checkout) == good
+    assert (checkout / "conf").is_dir() and not (checkout / "conf").is_symlink()
+    assert (checkout / "conf" / "app.conf").read_text() == "x\n"
+    assert pgod.state(name)["applied_commit"] == good

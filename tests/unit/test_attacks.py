@@ -1,0 +1,104 @@
+"""Attacks by a team that owns one repository (or by nobody with a key), where a pure
+function or the policy decides. Each test is an attack that once got through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pgo import judge, policy
+from pgo.policy import DATA
+
+SERVICE = "web"
+CHECKOUT = "/var/lib/pgo/web"
+DATADIR = "/var/lib/pgo-data/web"
+
+
+def pol(others: tuple[str, ...] = (), networks: tuple[str, ...] = ()
+        ) -> policy.ServicePolicy:
+    return policy.ServicePolicy(service=SERVICE, root=False, allowed=(CHECKOUT, DATADIR),
+                                networks=networks, project_dir=CHECKOUT, others=others)
+
+
+def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    return {"name": SERVICE, "services": {"app": {"image": "local/busybox:1", **(svc or {})}},
+            **top}
+
+
+def rules(m: dict[str, Any], p: policy.ServicePolicy | None = None) -> set[str]:
+    return {v.rule for v in policy.check(m, p or pol())}
+
+
+# -- a project name that is a prefix of another's: `web` and `web_api` -------------------------
+
+def test_volume_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
+    others = ("web_api",)
+    # web_api's volume `data` is web_api_data; web can name it, declare it external, or
+    # get it from compose by the key `api_data`
+    for vol in ({"external": True, "name": "web_api_data"}, {"name": "web_api_data"}):
+        assert DATA in rules(model({"volumes": ["d:/d"]}, volumes={"d": vol}), pol(others))
+    m = model({"volumes": ["api_data:/d"]}, volumes={"api_data": {}})
+    assert DATA in rules(m, pol(others))
+    # its own volumes, also ones with `_` in the key, stay its own
+    m = model({"volumes": ["db_data:/d"]}, volumes={"db_data": {}})
+    assert rules(m, pol(others)) == set()
+    assert rules(m, pol(("we", "other", "webx_api"))) == set()
+
+
+def test_network_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
+    # (with an empty `networks` list in pgo.toml any shared network may be joined)
+    m = model({"networks": ["api_default"]}, networks={"api_default": {}})
+    assert rules(m, pol(networks=("proxy",))) == set()
+    assert rules(m, pol(("web_api",), ("proxy",))) != set()  # web_api's default network
+
+
+def test_judge_learns_the_other_services_from_the_data_dirs(tmp_path: Path) -> None:
+    datadir, root = tmp_path / "data", tmp_path / "pgo"
+    for d in (datadir / "web", datadir / "web_api", root / "web", root / ".pgo"):
+        d.mkdir(parents=True)
+    m = model({"volumes": ["d:/d"]}, volumes={"d": {"external": True, "name": "web_api_db"}})
+    found = judge.judge(m, "web", "team", (), root / "web", datadir / "web")
+    assert [v.rule for v in found] == [DATA]
+    assert "web_api_db" in str(found[0])
+    assert judge.other_services("web", root / "web", datadir / "web") == ("web_api",)
+
+
+# -- a bind below a path a container can write: swapped for a symlink before a restart ----------
+
+def bind(source: str, target: str, ro: bool = False) -> dict[str, Any]:
+    return {"type": "bind", "source": source, "target": target, "read_only": ro}
+
+
+def test_bind_below_a_writable_bind_is_refused() -> None:
+    m = model({"volumes": [bind(DATADIR, "/data"), bind(f"{DATADIR}/db", "/db", ro=True)]})
+    [v] = policy.check(m, pol())
+    assert v.rule == DATA and "lies inside" in v.message
+    # the same paths side by side, or the outer one read-only: nothing can be swapped
+    m = model({"volumes": [bind(DATADIR, "/data", ro=True), bind(f"{DATADIR}/db", "/db")]})
+    assert rules(m) == set()
+    m = model({"volumes": [bind(f"{DATADIR}/a", "/a"), bind(f"{DATADIR}/ab", "/ab")]})
+    assert rules(m) == set()
+    m = model({"volumes": [bind(DATADIR, "/data"), bind(DATADIR, "/again")]})
+    assert rules(m) == set()
+
+
+def test_file_or_volume_device_below_a_writable_bind_is_refused() -> None:
+    writer = {"volumes": [bind(f"{CHECKOUT}/conf", "/conf")]}
+    m = model(writer, secrets={"s": {"file": f"{CHECKOUT}/conf/s.txt"}})
+    assert DATA in rules(m)
+    m = model(writer, volumes={"v": {"driver_opts": {
+        "type": "none", "o": "bind", "device": f"{CHECKOUT}/conf/v"}}})
+    assert DATA in rules(m)
+    # a volume that binds the data dir is as writable as a bind of it
+    m = model({"volumes": [bind(f"{DATADIR}/x", "/x", ro=True)]}, volumes={"v": {
+        "driver_opts": {"type": "none", "o": "bind", "device": DATADIR}}})
+    assert DATA in rules(m)
+
+
+def test_volume_subpath_may_not_leave_the_volume() -> None:
+    def sub(path: str) -> dict[str, Any]:
+        return model({"volumes": [{"type": "volume", "source": "v", "target": "/v",
+                                   "volume": {"subpath": path}}]}, volumes={"v": {}})
+    assert rules(sub("a/b")) == set()
+    assert DATA in rules(sub("../other_vol"))
+    assert DATA in rules(sub("/etc"))
