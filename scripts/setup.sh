@@ -64,4 +64,8 @@ if ! docker info >/dev/null 2>&1; then
 fi
 docker compose version >/dev/null
 sh tests/images.sh
+# the man pages' roff, from their markdown sources
+for page in docs/pgod.8 docs/pgoctl.1; do
+    go-md2man -in "$page.md" -out "$page"
+done
 echo "setup: ready ($(docker compose version --short 2>/dev/null || echo '?') compose, .venv/bin/pgod)"
