@@ -32,6 +32,7 @@ repository = "$home/upstream.git"
 branch = "main"
 env = [ "GREETING=hello" ]
 TOML
+chmod 600 "$home/pgo.toml"
 
 pgoctl="$top/.venv/bin/pgoctl -i $home/id_demo -p $port"
 cat <<MSG

@@ -59,7 +59,7 @@ class Reload:
 
     host: str
     name: str
-    argv: tuple[str, ...]  # the arguments after `exec`: compose service, then its command
+    argv: tuple[str, ...]  # the command after `exec`, run in compose service NAME
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def parse_reload(line: str) -> Reload | None:
         return None
     target, command = words[0].split("//", 1)
     host, sep, name = target.rpartition(":")
-    if not sep or not host or not NAME_RE.match(name) or command != "exec" or len(words) < 3:
+    if not sep or not host or not NAME_RE.match(name) or command != "exec" or len(words) < 2:
         return None
     return Reload(host=host, name=name, argv=tuple(words[1:]))
 

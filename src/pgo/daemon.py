@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pgo import config, notify, reload
-from pgo.compose import Project, RunningProjects
+from pgo import caddy, config, nfs, notify, reload
+from pgo.compose import Project, RunningProjects, engine_socket
 from pgo.errors import PgoError
 from pgo.runner import CommandRunner, Runner
 from pgo.service import STATE_DIR, Hooks, Paths, TrackedService
@@ -48,8 +48,17 @@ class Daemon:
         self.runner = runner or Runner(observer=metrics.observe_command)
         self.services: dict[str, TrackedService] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.hooks = Hooks()
-        self.running = RunningProjects(self.runner)
+        # NFS shares are mounted before an up; the Caddy import is kept current on every
+        # pass of its service, before its up, and after a config reload
+        self.mounts = nfs.Mounts(self.runner)
+        self.caddy = caddy.Importer(lambda: self.cfg, self.services.get)
+        self.hooks = Hooks(before_up=[self.mounts.ensure, self.caddy.ensure],
+                           after_sync=[self.caddy.ensure],
+                           after_deploy=[self.caddy.after_deploy])
+        # which projects run: one engine API request every two seconds at most, shared by
+        # all services (an injected runner, as in tests, is asked with `docker ps` instead)
+        self.running = RunningProjects(self.runner,
+                                       socket=engine_socket() if runner is None else None)
         # At most this many reconciles at once (at start every service wants one): bounds
         # the git and compose processes alive together. SSH commands do not queue here.
         self.slots = asyncio.Semaphore(PARALLEL_RECONCILES)
@@ -60,7 +69,8 @@ class Daemon:
         self.reload_lock = asyncio.Lock()
         self.config_digest = reload.file_digest(opts.config_path)
         # called with the new config after every applied reload (e.g. the Caddy snippet)
-        self.reload_hooks: list[Callable[[config.Config], Awaitable[None]]] = []
+        self.reload_hooks: list[Callable[[config.Config], Awaitable[None]]] = [
+            self.caddy.on_reload]
 
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
@@ -91,6 +101,7 @@ class Daemon:
             await project.down()
         except PgoError as e:
             log.error("[%s] down of stale project failed: %s", name, e)
+        await self.mounts.release(name, paths.data(name))
         shutil.rmtree(paths.checkout(name), ignore_errors=True)
         shutil.rmtree(paths.private(name), ignore_errors=True)
 
@@ -99,7 +110,12 @@ class Daemon:
         while True:
             svc.wake.clear()
             async with self.slots:
-                await svc.reconcile("poll" if svc.verified else "start")
+                try:
+                    await svc.reconcile("poll" if svc.verified else "start")
+                except (OSError, ValueError, RuntimeError) as e:
+                    # reconcile turns pgo's own errors into an outcome; anything else is a
+                    # bug or a machine problem, and must not end this service's tracking
+                    svc.log.exception("reconcile failed unexpectedly: %s", e)
             delay = self.opts.interval * (1 + random.uniform(0, 0.5))
             if not svc.wake.is_set():  # (a webhook during the pass: go again at once)
                 svc.log.debug("idle for %.0fs or until woken", delay)

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import shutil
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgo import config, metrics
+from pgo import config, metrics, preview
 from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.judge import judge
-from pgo.runner import CommandRunner, RunAs
+from pgo.runner import CommandRunner, RunAs, redact
 from pgo.state import State
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
@@ -66,14 +69,43 @@ def compose_env(cfg: config.Service, paths: Paths) -> dict[str, str]:
     return env
 
 
-# A hook run before a service is brought up (NFS mount, Caddy import...).
+def forget_logins(docker_config: Path) -> bool:
+    """Remove DOCKER_CONFIG/config.json when it holds registry credentials (`auths`), or
+    can not be read as a plain JSON file; return whether it did. Never follows a symlink."""
+    path = docker_config / "config.json"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        fd = -1  # a symlink or worse: not docker's
+    if fd >= 0:
+        try:
+            raw = os.read(fd, 1 << 20) if stat.S_ISREG(os.fstat(fd).st_mode) else b"x"
+        finally:
+            os.close(fd)
+        try:
+            doc = json.loads(raw)
+            if isinstance(doc, dict) and not doc.get("auths"):
+                return False
+        except ValueError:
+            pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+# A hook run at a point of a service's pass (NFS mount, Caddy import...).
 Hook = Callable[["TrackedService"], Awaitable[None]]
 
 
 @dataclass
 class Hooks:
-    before_up: list[Hook] = field(default_factory=list)
-    after_deploy: list[Hook] = field(default_factory=list)
+    before_up: list[Hook] = field(default_factory=list)  # before every up (mount, import)
+    after_deploy: list[Hook] = field(default_factory=list)  # after a successful up
+    # on every pass that is not held down by the stop file, once the checkout is synced
+    # (a reset of the checkout is followed at once: the Caddy import)
+    after_sync: list[Hook] = field(default_factory=list)
 
 
 class TrackedService:
@@ -99,7 +131,10 @@ class TrackedService:
                                env=self.compose_env(), secrets=self.secrets, log=self.log,
                                running=running)
         self.wake = asyncio.Event()
+        # (commit, kind, reasons): upstream's commit, refused before it reached the checkout
+        self.held_back: tuple[str, str, list[str]] | None = None
         self._saved: dict[str, object] | None = None
+        self._stopfile = str(paths.stopfile(cfg.name))
         # Set once this process has reconciled the service: until then the checkout is
         # checked deeply and no model is taken from the cache below.
         self.verified = False
@@ -136,11 +171,18 @@ class TrackedService:
             (self.paths.data(self.name), 0o750, (uid, gid)),
         ):
             d.mkdir(parents=True, exist_ok=True, mode=mode)
+            if d == self.paths.data(self.name) and self.cfg.mount and os.path.ismount(d):
+                continue  # the NFS share's root: the server's owner and mode (root squash)
             if os.geteuid() == 0:
                 if d.is_symlink():
                     raise PgoError(f"{d} is a symlink; refusing to use it")
                 os.chown(d, *owner)
                 os.chmod(d, mode)
+        if forget_logins(self.docker_config()):  # a pgod that died while logged in
+            self.log.warning("removed registry credentials left in %s",
+                             self.docker_config() / "config.json")
+        for stale in self.paths.private(self.name).glob("next-*"):  # a preview cut short
+            shutil.rmtree(stale, ignore_errors=True)
         gitconfig = self.paths.gitconfig()
         if not gitconfig.exists() or gitconfig.read_text() != GITCONFIG:
             gitconfig.write_text(GITCONFIG)
@@ -183,10 +225,15 @@ class TrackedService:
 
     async def _sync_checkout(self) -> tuple[str, str | None]:
         """Clone or fetch and reset to upstream. Return the checkout's HEAD and the error
-        when upstream could not be read (the checkout then stays as it is)."""
+        when upstream could not be read (the checkout then stays as it is). While a
+        deployment mounts the checkout, a new commit is judged beside it first and a
+        refused one is held back (self.held_back): it never reaches the checkout."""
+        self.held_back = None
         if await self.checkout.is_healthy(deep=not self.verified):
             try:
                 commit, head = await self.checkout.fetch()
+                if commit != head and await self._hold_back(commit):
+                    return head, None
                 if commit != head:
                     self.log.info("upstream moved %s -> %s", head[:8], commit[:8])
                     await self.checkout.reset(commit)
@@ -201,15 +248,47 @@ class TrackedService:
         elif self.checkout.path.exists() and any(self.checkout.path.iterdir()):
             self.log.warning("checkout is damaged: cloning it again")
         self.log.info("cloning %s (branch %s)", self.cfg.display_repository(), self.cfg.branch)
-        await self.checkout.clone()  # a FetchError here: nothing to run; reconcile records it
-        return await self.checkout.head(), None
+        # a FetchError here: nothing to run; reconcile records it. Once something was
+        # deployed, the files wait until the commit is judged (as a fetched one does).
+        guarded = not self.cfg.is_root and bool(self.state.applied_commit)
+        await self.checkout.clone(files=not guarded)
+        head = await self.checkout.head()
+        if guarded:
+            back = await self._hold_back(head) and self.state.applied_commit
+            try:
+                await self.checkout.reset(back or head)
+            except CommandError as e:  # the applied commit is gone upstream: no files
+                self.log.warning("commit %s held back, and the applied %s is not in the new "
+                                 "clone (%s): the checkout stays empty", head[:8],
+                                 str(back)[:8], e)
+                return head, None
+            if back:
+                return back, None
+        return head, None
+
+    async def _hold_back(self, commit: str) -> bool:
+        """Judge `commit` beside the checkout (pgo.preview) when containers may mount the
+        checkout; True when it is refused and must not be reset into it."""
+        st = self.state
+        if self.cfg.is_root or not st.applied_commit:
+            return False
+        if st.refused_commit == commit and st.violations:
+            self.held_back = (commit, "", list(st.violations))
+            return True  # judged before; retried when upstream changes again
+        try:
+            kind, reasons = await preview.violations(self, commit)
+        except (CommandError, OSError) as e:  # could not judge it: hold it back, try again
+            kind, reasons = "unjudged", [str(e)]
+        if reasons:
+            self.held_back = (commit, kind, reasons)
+        return bool(reasons)
 
     async def _converge(self, reason: str) -> str:
         st = self.state
         head, fetch_error = await self._sync_checkout()
-        st.desired_commit = head
+        st.desired_commit = self.held_back[0] if self.held_back else head
 
-        if self.paths.stopfile(self.name).exists():
+        if self._stop_file_present():
             if not st.stopped or await self.project.running():
                 self.log.info("stop file %s present: downing", self.paths.stopfile(self.name))
                 await self.project.down()
@@ -219,6 +298,21 @@ class TrackedService:
         if st.stopped:
             self.log.info("stop file gone: bringing the service back")
             st.stopped = False
+        for hook in self.hooks.after_sync:
+            await hook(self)
+        if st.held:
+            st.last_error = fetch_error or ""
+            return "held"  # by pgoctl down or stop, until up, start or restart
+        if self.held_back is not None:
+            commit, kind, reasons = self.held_back
+            if kind == "unjudged":
+                st.last_error = f"commit {commit[:8]} could not be judged: {reasons[0]}"
+                self.log.warning("%s; keeping what runs, trying again next pass",
+                                 st.last_error)
+                return "failed"
+            if kind:  # newly judged (else: refused before, and still what upstream has)
+                return self._refuse(commit, "", reasons, kind=kind)
+            return "refused"
 
         if self._judged is not None and self._judged[0] == head:
             _, model, violations = self._judged
@@ -260,6 +354,9 @@ class TrackedService:
             return "started"
         st.last_error = fetch_error or ""
         return "unchanged"
+
+    def _stop_file_present(self) -> bool:
+        return os.path.exists(self._stopfile)  # one stat, checked on every pass
 
     def violations(self, model: Model) -> list[str]:
         found = judge(model.data, self.name, self.cfg.user, self.cfg.networks,
@@ -327,29 +424,54 @@ class TrackedService:
                 self.save()
                 raise ComposeError(f"commit {head[:8]} refused: " + "; ".join(violations))
             self.log.info("bringing up commit %s (manual up)", head[:8])
+            self.state.held = ""
             changed = model.digest != self.state.applied_model
             await self._deploy(model, head,
                                restart=changed and await self.project.running())
 
     @contextlib.asynccontextmanager
     async def registries(self) -> AsyncIterator[None]:
-        """Logged in to the service's registries for the duration, logged out after. Each
-        service has its own DOCKER_CONFIG, so two services' credentials never race."""
+        """Logged in to the service's registries for the duration, logged out after.
+
+        Each service has its own DOCKER_CONFIG, so two services with different credentials
+        for one registry never see each other's login. The token goes to `docker login` on
+        its standard input (never on a command line, never in a log line); after the logout
+        no credential is left in the service's config.json, even when a logout failed."""
+        if not self.cfg.registries:
+            yield
+            return
         done = []
         try:
             for reg in self.cfg.registries:
-                res = await self.runner.run(
-                    ["docker", "login", "--username", reg.user, "--password-stdin", reg.host],
-                    as_user=self.as_user, env=self.project.env, stdin=reg.token.encode(),
-                    timeout=120, secrets=self.secrets, service=self.name)
+                what = f"docker login {reg.host} (user {reg.user})"
                 done.append(reg)
+                try:
+                    res = await self.runner.run(
+                        ["docker", "login", "--username", reg.user, "--password-stdin",
+                         reg.host], as_user=self.as_user, env=self.project.env,
+                        stdin=reg.token.encode(), timeout=120, secrets=self.secrets,
+                        service=self.name)
+                except TimeoutError:
+                    raise CommandError(what, -1, "no answer within 120s") from None
                 if res.returncode != 0:
-                    raise CommandError(f"docker login {reg.host}", res.returncode, res.output)
+                    raise CommandError(what, res.returncode, redact(res.output, self.secrets))
             yield
         finally:
             for reg in done:
-                await self.runner.run(["docker", "logout", reg.host], as_user=self.as_user,
-                                      env=self.project.env, timeout=60, service=self.name)
+                try:
+                    res = await self.runner.run(
+                        ["docker", "logout", reg.host], as_user=self.as_user,
+                        env=self.project.env, timeout=60, secrets=self.secrets,
+                        service=self.name)
+                except TimeoutError:
+                    self.log.warning("docker logout %s: no answer within 60s", reg.host)
+                    continue
+                if res.returncode != 0:
+                    self.log.warning("%s", CommandError(f"docker logout {reg.host}",
+                                     res.returncode, redact(res.output, self.secrets)))
+            if forget_logins(self.docker_config()):
+                self.log.warning("registry credentials were left in %s after the logout; "
+                                 "removed them", self.docker_config() / "config.json")
 
     async def down(self) -> None:
         async with self.lock:

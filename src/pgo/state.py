@@ -26,6 +26,7 @@ class State:
     violations: list[str] = field(default_factory=list)
     pending_reload: bool = False  # a new model waits for a manual up (x-pgo reload: false)
     stopped: bool = False  # held down by the stop file
+    held: str = ""  # "down" or "stop": held by `pgoctl //down` or `//stop` until up or start
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -41,9 +42,11 @@ class State:
         return cls()
 
     def durable_part(self) -> dict[str, object]:
-        """Everything but the time of the last pass: what must survive a crash."""
-        d = asdict(self)
+        """Everything but the time of the last pass: what must survive a crash. (A shallow
+        copy, the list made a tuple: asdict's deep copy costs more than a pass's own work.)"""
+        d = dict(vars(self))
         del d["last_reconcile"]
+        d["violations"] = tuple(d["violations"])
         return d
 
     def save(self, path: Path) -> None:

@@ -33,11 +33,7 @@ def machine() -> None:
 @pytest.fixture
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A scratch directory every user can traverse (compose runs as the service user)."""
-    p = Path(tmp_path_factory.mktemp("e2e"))
-    for parent in [p, *p.parents]:
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    p = h.scratch(tmp_path_factory, "e2e")
     yield p
     shutil.rmtree(p, ignore_errors=True)
 

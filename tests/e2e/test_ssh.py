@@ -1,0 +1,370 @@
+"""The SSH interface end to end: a real pgod, real containers, the real pgoctl and OpenSSH's
+ssh, keys committed to a real git repository."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import harness as h
+
+TICKER = h.WEB + """\
+  ticker:
+    image: local/busybox:1
+    pull_policy: if_not_present
+    command: ["sh", "-c", "i=0; while true; do echo tick $$i; i=$$((i+1)); sleep 0.2; done"]
+"""
+
+
+class Team:
+    """A service, its upstream with committed keys, and a pgod serving it over SSH."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.name = h.unique("ssh")
+        self.keys = {k: self.keygen(k) for k in ("alice", "bob", "carol", "mallory")}
+        self.up = h.Upstream(base)
+        self.up.write("compose.yaml", TICKER)
+        self.up.write("ssh/alice.pub", self.pub("alice"))
+        self.up.write("ssh/more.pub", "# CI and bob\n" + self.pub("bob"))
+        self.up.commit("first")
+        self.known = base / "known_hosts"
+        self.pgod = h.Pgod(base, [{"name": self.name, "user": h.USER,
+                                   "repository": self.up.url}], interval="1h")
+
+    def keygen(self, who: str) -> Path:
+        path = self.base / f"id_{who}"
+        h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(path))
+        return path
+
+    def pub(self, who: str) -> str:
+        return Path(f"{self.keys[who]}.pub").read_text()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PGOCTL_ID"}
+        return {**env, "PGOCTL_KNOWN_HOSTS": str(self.known), **extra}
+
+    def pgoctl(self, command: str, *args: str, who: str = "alice", name: str = "",
+               timeout: float = 120, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+        argv = [h.PGOCTL, "-i", str(self.keys[who]), "-p", str(self.pgod.ssh_port), "--",
+                f"127.0.0.1:{name or self.name}//{command}", *args]
+        return h.run(*argv, check=False, timeout=timeout, env=env or self.env())
+
+    def ssh_argv(self, remote: str, who: str = "alice") -> list[str]:
+        return ["ssh", "-p", str(self.pgod.ssh_port), "-i", str(self.keys[who]),
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={self.base / 'ssh_known_hosts'}",
+                "-o", "StrictHostKeyChecking=accept-new", "127.0.0.1", remote]
+
+    def ssh(self, remote: str, who: str = "alice") -> subprocess.CompletedProcess[str]:
+        return h.run(*self.ssh_argv(remote, who), check=False)
+
+    def pull(self) -> None:
+        r = self.pgoctl("git", "pull")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    t = Team(h.scratch(tmp_path_factory, "ssh"))
+    t.pgod.start()
+    try:
+        t.pgod.wait_log(rf"\[{t.name}\] reconcile \(start\) done: deployed")
+        t.pgod.wait_log(r"SSH listening")
+        yield t
+    finally:
+        t.pgod.stop()
+        h.down_project(t.name)
+
+
+def test_ping_ps_and_status(team: Team) -> None:
+    r = team.pgoctl("ping")
+    assert r.returncode == 0 and r.stdout == f"pong! - {socket.gethostname()}\n"
+    ps = team.pgoctl("ps")
+    assert ps.returncode == 0 and f"{team.name}-web-1" in ps.stdout
+    st = team.pgoctl("status")
+    head = team.up.head()[:8]
+    assert st.returncode == 0
+    assert f"desired:    {head}" in st.stdout and f"applied:    {head}" in st.stdout
+    assert "running:    yes" in st.stdout
+    assert team.pgoctl("git", "hash").stdout.strip() == head
+
+
+def test_openssh_client_works(team: Team) -> None:
+    r = team.ssh(f"{team.name}//ps")
+    assert r.returncode == 0, r.stderr
+    assert f"{team.name}-ticker-1" in r.stdout
+    r = team.ssh(f"{team.name}//exec web sh -c 'exit 7'")
+    assert r.returncode == 7
+
+
+def test_arguments_survive_the_trip(team: Team) -> None:
+    words = ["a b", "", "c'd", '"e"', "$HOME", "--project-name", "x;y", "-T"]
+    r = team.pgoctl("exec", "web", "sh", "-c", 'printf "%s|" "$@"', "sh", *words)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "".join(f"{w}|" for w in words)
+    assert team.pgoctl("exec", "web", "sh", "-c", "exit 3").returncode == 3
+    err = team.pgoctl("exec", "web", "sh", "-c", "echo out; echo err >&2")
+    assert err.stdout == "out\n" and err.stderr == "err\n"
+
+
+@pytest.mark.parametrize(("args", "status", "message"), [
+    (("nope//ps",), 148, 'Not Found: No service found with name "nope"'),
+    (("{name}//frob",), 150, "Not Acceptable: unknown command 'frob'"),
+    (("{name}//ps", "--project-name", "other"), 144, "'--project-name' refused"),
+    (("{name}//ps", "-p", "other"), 144, "'-p' refused"),
+    (("{name}//exec", "--privileged", "web", "id"), 144, "'--privileged' refused"),
+    (("{name}//logs", "--file", "/etc/passwd"), 144, "'--file' refused"),
+    (("{name}//down", "--rmi", "all"), 144, "'--rmi' refused"),
+    (("{name}//journal", "_UID=0"), 144, "'_UID=0' refused"),
+    (("{name}//ps 'unbalanced",), 144, "Bad Request"),
+])
+def test_refusals(team: Team, args: tuple[str, ...], status: int, message: str) -> None:
+    remote = args[0].format(name=team.name)
+    target = f"127.0.0.1:{remote}" if "'" not in remote else None
+    if target is None:  # not even pgoctl can send that: speak to the server with ssh
+        r = team.ssh(remote)
+    else:
+        r = h.run(h.PGOCTL, "-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port),
+                  "--", target, *args[1:], check=False, env=team.env())
+    assert r.returncode == status, (r.returncode, r.stderr)
+    assert message in r.stderr
+    assert r.stderr.count("\n") == 1  # one line
+    assert h.container_ids(team.name)  # nothing happened to the service
+
+
+def test_key_of_nobody_is_unauthorized(team: Team) -> None:
+    r = team.pgoctl("ps", who="mallory")
+    assert r.returncode == 145
+    user = os.environ.get("USER") or "root"
+    assert r.stderr == (f'Unauthorized: Key for user "{user}" does not match any for name '
+                        f"{team.name}\n")
+    r = team.ssh(f"{team.name}//ping", who="mallory")
+    assert r.returncode == 145 and "Unauthorized" in r.stderr
+
+
+def test_key_of_another_service_grants_nothing(team: Team, base: Path,
+                                               projects: list[str]) -> None:
+    other = h.Upstream(base, "other")
+    other.write("compose.yaml", h.WEB)
+    other.write("ssh/mallory.pub", team.pub("mallory"))
+    other.commit("other team")
+    name = h.unique("other")
+    projects.append(name)
+    cfg = team.pgod.config.read_text() + h.toml_service(
+        {"name": name, "user": h.USER, "repository": other.url})
+    team.pgod.config.write_text(cfg)
+    os.kill(team.pgod.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+    team.pgod.wait_log(rf"\[{name}\] reconcile \(start\) done")
+    assert team.pgoctl("ping", who="mallory", name=name).returncode == 0
+    assert team.pgoctl("ping", who="alice", name=name).returncode == 145
+    assert team.pgoctl("ping", who="mallory").returncode == 145
+
+
+def test_keys_follow_the_repository(team: Team) -> None:
+    assert team.pgoctl("ping", who="carol").returncode == 145
+    team.up.write("ssh/carol.pub", team.pub("carol"))
+    team.up.write("ssh/more.pub", "# bob left\n")
+    team.up.commit("carol in, bob out")
+    team.pull()
+    assert team.pgoctl("ping", who="carol").returncode == 0
+    assert team.pgoctl("ping", who="bob").returncode == 145
+    # a key file that is a symlink out of the checkout grants nothing
+    outside = team.base / "planted.pub"
+    outside.write_text(team.pub("mallory"))
+    outside.chmod(0o644)
+    os.symlink(outside, team.up.work / "ssh" / "planted.pub")
+    team.up.commit("symlinked key")
+    team.pull()
+    assert team.pgoctl("ping", who="mallory").returncode == 145
+
+
+def test_logs_follow_streams_and_ends_with_the_client(team: Team) -> None:
+    argv = [h.PGOCTL, "-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port), "--",
+            f"127.0.0.1:{team.name}//logs", "-f", "--tail", "1", "ticker"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=team.env(), text=True)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # lines arrive while the command still runs
+            seen.append(line)
+            if len(seen) >= 3:
+                break
+        assert all("tick" in ln for ln in seen), seen
+        assert proc.poll() is None
+
+        def followers() -> list[str]:
+            out = h.run("ps", "-eww", "-o", "pid,args", check=False).stdout
+            return [ln for ln in out.splitlines()
+                    if f"--project-name {team.name}" in ln and " logs " in ln]
+
+        assert followers()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        h.wait_until(lambda: not followers(), 30, "the remote logs -f to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    team.pgod.wait_log(rf"\[{team.name}\] ssh: logs: the client went away")
+
+
+def test_down_holds_until_up(team: Team) -> None:
+    r = team.pgoctl("down")
+    assert r.returncode == 0, r.stderr
+    assert not h.container_ids(team.name)
+    assert "held:       by pgoctl down" in team.pgoctl("status").stdout
+    team.pull()  # a reconcile pass does not undo the down
+    assert team.pgod.count(rf"\[{team.name}\] reconcile \(pgoctl\) done: held")
+    assert not h.container_ids(team.name)
+    r = team.pgoctl("up")
+    assert r.returncode == 0 and "is up" in r.stdout, r.stderr
+    assert len(h.container_ids(team.name)) == 2
+    assert "held" not in team.pgoctl("status").stdout
+
+
+def test_stop_start_restart(team: Team) -> None:
+    assert team.pgoctl("stop", "-t", "1", "ticker").returncode == 0
+    assert len(h.container_ids(team.name)) == 1
+    team.pull()
+    assert len(h.container_ids(team.name)) == 1  # held by the stop
+    assert team.pgoctl("start").returncode == 0
+    assert len(h.container_ids(team.name)) == 2
+    [web] = [c for c in h.containers(team.name) if "service=web" in c["Labels"]]
+    before = h.inspect(web["ID"])["State"]["StartedAt"]
+    assert team.pgoctl("restart", "-t", "1", "web").returncode == 0
+    after = h.inspect(web["ID"])["State"]["StartedAt"]
+    assert after != before  # the same container, really restarted
+
+
+def test_pull_load_and_journal(team: Team) -> None:
+    r = team.pgoctl("pull", "--ignore-pull-failures")
+    assert r.returncode == 0, r.stderr
+    r = team.pgoctl("load")
+    assert r.returncode == 0 and r.stdout.startswith("accepted: commit ")
+    r = team.pgoctl("journal", "-n", "5")
+    assert r.returncode not in (144, 145, 148, 150), r.stderr  # ran (the journal may be empty)
+
+
+def test_git_pull_deploys_and_refusals_show(team: Team) -> None:
+    team.up.write("compose.yaml", TICKER.replace("8080\"]\n", "8080\"]\n    privileged: true\n",
+                                                 1))
+    bad = team.up.commit("privileged")
+    r = team.pgoctl("git", "pull")
+    assert r.returncode == 1 and r.stdout.startswith("refused: commit " + bad[:8])
+    assert "privileged" in r.stderr
+    load = team.pgoctl("load")
+    assert load.returncode == 1 and "privileged" in load.stdout
+    st = team.pgoctl("status").stdout
+    assert f"refused:    commit {bad[:8]}" in st and "violation:" in st
+    assert len(h.container_ids(team.name)) == 2  # the old deployment runs on
+    team.up.write("compose.yaml", TICKER + "x-pgo-version: 2\n")
+    good = team.up.commit("fixed")
+    r = team.pgoctl("git", "pull")
+    assert r.returncode == 0 and r.stdout.startswith("deployed: commit " + good[:8]), r.stderr
+    assert team.pgoctl("git", "hash").stdout.strip() == good[:8]
+
+
+def test_read_only_commands_do_not_wait_behind_a_deploy(team: Team) -> None:
+    slow = TICKER + """\
+  slow:
+    image: local/busybox:1
+    pull_policy: if_not_present
+    command: ["sleep", "3600"]
+    healthcheck:
+      test: ["CMD", "sh", "-c", "test -e /tmp/ok || { sleep 4; touch /tmp/ok; false; }"]
+      interval: 1s
+      retries: 30
+  after:
+    image: local/busybox:1
+    pull_policy: if_not_present
+    command: ["sleep", "3600"]
+    depends_on:
+      slow: {condition: service_healthy}
+"""
+    team.up.write("compose.yaml", slow)
+    team.up.commit("slow to come up")
+    deploying = subprocess.Popen(
+        [h.PGOCTL, "-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port),
+         f"127.0.0.1:{team.name}//git", "pull"], env=team.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        team.pgod.wait_log(rf"\[{team.name}\] deploying commit")
+        for command in ("ps", "status", "ping"):
+            r = team.pgoctl(command)
+            assert r.returncode == 0
+            assert deploying.poll() is None, f"{command} waited for the deploy"
+        out, err = deploying.communicate(timeout=300)
+        assert deploying.returncode == 0, out + err
+    finally:
+        if deploying.poll() is None:
+            deploying.kill()
+            deploying.communicate()
+
+
+def test_two_hundred_sessions_at_once(team: Team) -> None:
+    procs = [subprocess.Popen(team.ssh_argv(f"{team.name}//ping"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(200)]
+    results = [(p.wait(120), p.communicate()) for p in procs]
+    failed = [(rc, err) for rc, (_, err) in results if rc != 0]
+    assert not failed, failed[:3]
+    assert all(out.startswith("pong! - ") for _, (out, _) in results)
+
+
+def test_pgoctl_id_and_client_errors(team: Team) -> None:
+    key = team.keys["alice"].read_text()
+    env = team.env(PGOCTL_ID=key.strip())  # as a CI variable may hold it
+    r = h.run(h.PGOCTL, "-p", str(team.pgod.ssh_port), f"127.0.0.1:{team.name}//ping",
+              check=False, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+    r = h.run(h.PGOCTL, f"127.0.0.1:{team.name}//ping", check=False, env=team.env())
+    assert r.returncode == 2 and "no key" in r.stderr and r.stderr.count("\n") == 1
+    r = h.run(h.PGOCTL, "-i", str(team.base / "missing"), f"127.0.0.1:{team.name}//ping",
+              check=False, env=team.env())
+    assert r.returncode == 2 and "can not read the key" in r.stderr
+    assert r.stderr.count("\n") == 1
+    r = h.run(h.PGOCTL, "-i", str(team.keys["alice"]), "no-target", check=False,
+              env=team.env())
+    assert r.returncode == 2 and "HOST:NAME//COMMAND" in r.stderr
+    r = h.run(h.PGOCTL, "-i", str(team.keys["alice"]), "-p", str(h.free_port()),
+              f"127.0.0.1:{team.name}//ping", check=False, env=team.env())
+    assert r.returncode == 255 and r.stderr.startswith("pgoctl: [127.0.0.1]:")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_changed_host_key_is_refused(team: Team, tmp_path: Path) -> None:
+    known = tmp_path / "kh"
+    env = team.env(PGOCTL_KNOWN_HOSTS=str(known))
+    assert team.pgoctl("ping", env=env).returncode == 0  # first use: remembered
+    line = known.read_text()
+    assert line.startswith(f"[127.0.0.1]:{team.pgod.ssh_port} ssh-ed25519 ")
+    assert team.pgoctl("ping", env=env).returncode == 0
+    other = team.keygen("imposter")
+    known.write_text(f"[127.0.0.1]:{team.pgod.ssh_port} "
+                     + " ".join(Path(f"{other}.pub").read_text().split()[:2]) + "\n")
+    r = team.pgoctl("ping", env=env)
+    assert r.returncode == 255 and r.stdout == ""
+    assert "has changed" in r.stderr and f"ssh-keygen -R '[127.0.0.1]:{team.pgod.ssh_port}'" \
+        in r.stderr
+    h.run("ssh-keygen", "-R", f"[127.0.0.1]:{team.pgod.ssh_port}", "-f", str(known))
+    assert team.pgoctl("ping", env=env).returncode == 0
+
+
+def test_host_key_survives_a_restart(team: Team) -> None:
+    key = team.pgod.dir / ".pgo" / "ssh_host_ed25519_key"
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    before = key.read_bytes()
+    team.pgod.stop()
+    team.pgod.start()
+    team.pgod.wait_log(r"SSH listening", count=2)
+    assert key.read_bytes() == before
+    # the remembered host key is still good once pgod listens again
+    h.wait_until(lambda: team.pgoctl("ping").returncode == 0, 60, "pgoctl ping after restart")

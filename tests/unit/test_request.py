@@ -1,0 +1,185 @@
+"""The pure parts of the SSH interface: request parsing, argument rules, known hosts, keys."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import asyncssh
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pgo import knownhosts, request, sshkeys
+from pgo.cli.pgoctl import split_target
+from pgo.request import Refused
+
+
+def refused(line: str) -> int:
+    try:
+        req = request.parse(line)
+        request.check_args(request.spec(req.command), req.args)
+    except Refused as e:
+        return e.status
+    return 0
+
+
+@pytest.mark.parametrize(("line", "name", "command", "args"), [
+    ("pgo//ps", "pgo", "ps", ()),
+    ("pgo//logs --tail 5 web", "pgo", "logs", ("--tail", "5", "web")),
+    ("pgo//git pull", "pgo", "git pull", ()),
+    ("pgo//git hash", "pgo", "git hash", ()),
+    ("pgo//exec web sh -c 'exit 3'", "pgo", "exec", ("web", "sh", "-c", "exit 3")),
+    ('a-b_c//journal --since "1 hour ago"', "a-b_c", "journal", ("--since", "1 hour ago")),
+])
+def test_parse(line: str, name: str, command: str, args: tuple[str, ...]) -> None:
+    assert request.parse(line) == request.Request(name, command, args)
+
+
+@pytest.mark.parametrize(("line", "status"), [
+    ("", 400), ("ps", 400), ("pgo/ps", 400), ("Pgo//ps", 400), ("../x//ps", 400),
+    ("pgo//ps 'unbalanced", 400), ("pgo//ps\x00", 400), ("pgo//" + "x" * 70000, 400),
+    ("pgo//frob", 406), ("pgo//git", 406), ("pgo//git push", 406), ("pgo//", 406),
+])
+def test_malformed(line: str, status: int) -> None:
+    assert refused(line) == status
+
+
+@pytest.mark.parametrize("line", [
+    "pgo//ps", "pgo//ps -a", "pgo//ps --format json web", "pgo//logs -f web",
+    "pgo//logs --tail=5 -t web db", "pgo//logs -n 5", "pgo//exec web ls -l /",
+    "pgo//exec -u root -e A=--privileged web sh", "pgo//exec -- web ls",
+    "pgo//exec web ls --project-name other", "pgo//down", "pgo//down -v",
+    "pgo//stop -t 5 web", "pgo//restart web", "pgo//pull -q", "pgo//journal -f -n 10",
+    "pgo//journal --since yesterday", "pgo//status", "pgo//ping", "pgo//up", "pgo//load",
+])
+def test_allowed(line: str) -> None:
+    assert refused(line) == 0
+
+
+@pytest.mark.parametrize("line", [
+    # another project, file, directory or env file
+    "pgo//ps --project-name other", "pgo//ps -p other", "pgo//logs --file /etc/passwd",
+    "pgo//logs -f=x", "pgo//ps --project-directory /", "pgo//ps --env-file /etc/shadow",
+    "pgo//ps --profile x", "pgo//logs -- --project-name", "pgo//logs ../x",
+    # privileges
+    "pgo//exec --privileged web sh", "pgo//exec -T --privileged web sh",
+    "pgo//down --rmi all", "pgo//pull --policy always",
+    # a journal of someone else
+    "pgo//journal _UID=0", "pgo//journal -u ssh", "pgo//journal --directory /",
+    "pgo//journal -D /var/log/journal", "pgo//journal --file x", "pgo//journal + _UID=0",
+    "pgo//journal -M other", "pgo//journal --merge",
+    # shapes
+    "pgo//exec web", "pgo//exec", "pgo//exec -e", "pgo//up web", "pgo//ping x",
+    "pgo//ps -aq", "pgo//logs --tail", "pgo//ps --all=yes", "pgo//git pull --force",
+])
+def test_refused(line: str) -> None:
+    assert refused(line) == 400
+
+
+def test_flags_come_back_long_with_their_values() -> None:
+    s = request.spec("exec")
+    checked = request.check_args(s, ("-e", "--privileged", "-u", "0", "web", "sh", "-T"))
+    assert checked.flags == ("--env=--privileged", "--user=0")
+    assert request.compose_args(s, checked) == [
+        "exec", "-T", "--env=--privileged", "--user=0", "web", "sh", "-T"]
+    logs = request.spec("logs")
+    assert request.compose_args(logs, request.check_args(logs, ("-n", "5", "-f", "web"))) == [
+        "logs", "--tail=5", "--follow", "web"]
+
+
+@given(st.lists(st.text(min_size=0, max_size=12), max_size=6))
+def test_words_survive_quoting(words: list[str]) -> None:
+    words = [w for w in words if "\x00" not in w]
+    req = request.parse(shlex.join(["pgo//exec", "web", "cmd", *words]))
+    assert req.args == ("web", "cmd", *words)
+
+
+@given(st.lists(st.text(max_size=10), max_size=5))
+def test_no_refused_flag_reaches_compose(words: list[str]) -> None:
+    """Whatever a client sends to ps or logs, every flag compose gets is one listed."""
+    for command in ("ps", "logs", "down", "pull", "journal"):
+        s = request.spec(command)
+        try:
+            checked = request.check_args(s, tuple(words))
+        except Refused:
+            continue
+        allowed = {f[0] for f in s.flags}
+        for flag in checked.flags:
+            assert flag.partition("=")[0] in allowed
+        assert not any(w.startswith("-") for w in checked.words)
+
+
+@pytest.mark.parametrize(("target", "parts"), [
+    ("server1:pgo//ps", ("server1", "pgo", "ps")),
+    ("[::1]:pgo//git", ("::1", "pgo", "git")),
+    ("localhost:caddy//exec", ("localhost", "caddy", "exec")),
+])
+def test_targets(target: str, parts: tuple[str, str, str]) -> None:
+    assert split_target(target) == parts
+
+
+@pytest.mark.parametrize("bad", ["pgo//ps", "server:pgo", ":pgo//ps", "server://ps", "s:p//"])
+def test_bad_targets(bad: str) -> None:
+    with pytest.raises(ValueError):
+        split_target(bad)
+
+
+def test_known_hosts() -> None:
+    text = "# c\n[h]:2222 ssh-ed25519 AAAA1\n[other]:2222 ssh-ed25519 AAAA2\n"
+    assert knownhosts.check(text, "[h]:2222", "ssh-ed25519 AAAA1").known
+    assert knownhosts.check(text, "[new]:2222", "ssh-ed25519 AAAA1").new
+    changed = knownhosts.check(text, "[h]:2222", "ssh-ed25519 AAAA9")
+    assert not changed.known and not changed.new and changed.line == 2
+    assert knownhosts.host_id("h", 22) == "h" and knownhosts.host_id("h", 2222) == "[h]:2222"
+
+
+def test_known_hosts_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "known_hosts"
+    knownhosts.remember(path, "[h]:2222", "ssh-ed25519 AAAA1")
+    assert knownhosts.check(path.read_text(), "[h]:2222", "ssh-ed25519 AAAA1").known
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def _pub(comment: str = "") -> tuple[asyncssh.SSHKey, str]:
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment or None)
+    return key, key.export_public_key().decode()
+
+
+def test_service_keys(tmp_path: Path) -> None:
+    k1, p1 = _pub("one")
+    k2, p2 = _pub()
+    k3, p3 = _pub()
+    outside, p4 = _pub()
+    (tmp_path / "ssh").mkdir()
+    (tmp_path / "ssh" / "a.pub").write_text(f"# team\n\n{p1}{p2}garbage line\n")
+    (tmp_path / "ssh" / "b.pub").write_text(f'command="x" {p3}')  # options: not a plain key
+    (tmp_path / "ssh" / "notakey.txt").write_text(p3)
+    (tmp_path / "elsewhere.pub").write_text(p4)
+    (tmp_path / "ssh" / "link.pub").symlink_to(tmp_path / "elsewhere.pub")
+    found = {k.public_data for k in sshkeys.service_keys(tmp_path)}
+    assert found == {k1.public_data, k2.public_data}
+    assert sshkeys.authorized(k1, tmp_path)
+    assert not sshkeys.authorized(k3, tmp_path)
+    assert not sshkeys.authorized(outside, tmp_path)
+
+
+def test_ssh_dir_symlink_is_not_followed(tmp_path: Path) -> None:
+    key, pub = _pub()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.pub").write_text(pub)
+    (tmp_path / "checkout").mkdir()
+    (tmp_path / "checkout" / "ssh").symlink_to(tmp_path / "real")
+    assert sshkeys.service_keys(tmp_path / "checkout") == []
+    assert sshkeys.service_keys(tmp_path / "missing") == []
+
+
+def test_host_key_is_made_once(tmp_path: Path) -> None:
+    a = sshkeys.load_host_key(tmp_path / "d")
+    b = sshkeys.load_host_key(tmp_path / "d")
+    assert a.public_data == b.public_data
+    assert os.stat(tmp_path / "d" / sshkeys.HOST_KEY).st_mode & 0o777 == 0o600
+    os.chmod(tmp_path / "d" / sshkeys.HOST_KEY, 0o644)
+    with pytest.raises(asyncssh.KeyImportError):
+        sshkeys.load_host_key(tmp_path / "d")
