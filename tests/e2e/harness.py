@@ -32,6 +32,7 @@ WEB = """\
 services:
   web:
     image: local/busybox:1
+    pull_policy: if_not_present
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     expose: ["8080"]
 """
@@ -63,6 +64,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def scratch(tmp_path_factory: Any, prefix: str) -> Path:
+    """A new scratch directory every user can traverse (compose runs as the service user)."""
+    p = Path(tmp_path_factory.mktemp(prefix))
+    for parent in [p, *p.parents]:
+        if parent == Path("/"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    return p
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
@@ -90,6 +101,16 @@ def container_ids(project: str) -> set[str]:
 
 def inspect(cid: str) -> dict[str, Any]:
     return json.loads(run("docker", "inspect", cid).stdout)[0]
+
+
+def inspect_existing(ids: set[str] | list[str]) -> list[dict[str, Any]]:
+    """`docker inspect` of those of `ids` that still exist. For conditions polled while pgod
+    redeploys: a container listed a moment ago may be gone by now (docker then prints the
+    others and exits 1)."""
+    if not ids:
+        return []
+    out = run("docker", "inspect", *ids, check=False).stdout.strip()
+    return list(json.loads(out)) if out else []
 
 
 def down_project(project: str) -> None:

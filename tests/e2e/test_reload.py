@@ -24,8 +24,7 @@ def started(ids: set[str]) -> dict[str, str]:
 
 
 def env_of(project: str) -> list[str]:
-    ids = h.container_ids(project)
-    return [e for c in ids for e in h.inspect(c)["Config"]["Env"]]
+    return [e for c in h.inspect_existing(h.container_ids(project)) for e in c["Config"]["Env"]]
 
 
 class Notifications:
@@ -140,7 +139,9 @@ def test_file_change_reloads_without_a_signal(base, upstream, projects, pgods):
     pgod.wait_log(r"config reload \(.*pgo.toml changed\): 0 added, 0 removed, 1 changed")
     h.wait_until(lambda: "V=3" in env_of(change), what="the changed env deployed")
     assert started(h.container_ids(keep)) == kept
-    assert pgod.count(r"config reload") == 2  # the identical rewrite was no reload
+    # the identical rewrite was no reload (a refusal may be logged twice: pgod can catch a
+    # file half written by the test, and refuses that too)
+    assert pgod.count(r"config reload \(.*\): (no service changed|\d+ added)") == 1
 
 
 def test_ready_when_the_listeners_are_up(base, pgods):
