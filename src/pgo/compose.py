@@ -7,6 +7,7 @@ loads the model; pgo never interprets compose YAML on its own to decide anything
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -84,6 +85,33 @@ class Model:
         """`x-pgo: {reload: false}` asks to take new commits without restarting containers."""
         ext = self.data.get("x-pgo")
         return not (isinstance(ext, dict) and ext.get("reload") is False)
+
+
+# Service keys whose files the compose tool reads on the host (as the service's user) and
+# inlines into the model it prints (`environment`, `labels`): the printed model no longer
+# says which files they were.
+READ_FILE_KEYS = ("env_file", "label_file")
+
+
+def with_read_files(model: dict[str, Any], raw: Any) -> dict[str, Any]:
+    """`model` with each service's env_file and label_file paths put back as compose printed
+    them before interpolation (absolute, `${...}` left as written), so that the policy can
+    judge which host files the compose tool reads into the container. Compose v2 only:
+    v1 inlines them even with --no-interpolate."""
+    raw_services = raw.get("services") if isinstance(raw, dict) else None
+    services = model.get("services")
+    if not isinstance(raw_services, dict) or not isinstance(services, dict):
+        return model
+    for name, raw_svc in raw_services.items():
+        svc = services.get(name)
+        if not isinstance(raw_svc, dict) or not isinstance(svc, dict):
+            continue
+        for key in READ_FILE_KEYS:
+            entries = raw_svc.get(key)
+            if entries:
+                svc[key] = [e.get("path") if isinstance(e, dict) else e
+                            for e in (entries if isinstance(entries, list) else [entries])]
+    return model
 
 
 # The Docker Engine's own socket: the daemon `docker` and `docker compose` talk to when
@@ -227,16 +255,29 @@ class Project:
 
     async def config(self) -> Model:
         """Load the model exactly as `up` will see it (interpolation, extends, include...)."""
+        # (v2: the view before interpolation, which names the files compose reads, is
+        # loaded alongside; it costs no extra time)
+        raw = asyncio.create_task(self._uninterpolated()) if self.binary != V1 else None
         try:
-            text = await self._run("config", timeout=CONFIG_TIMEOUT)
-        except CommandError as e:
-            raise ComposeError(f"compose file does not load: {e.output.strip() or e}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ComposeError(f"compose config printed unreadable YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ComposeError("compose config printed no model")
+            try:
+                text = await self._run("config", timeout=CONFIG_TIMEOUT)
+            except CommandError as e:
+                raise ComposeError(f"compose file does not load: {e.output.strip() or e}") \
+                    from None
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ComposeError(f"compose config printed unreadable YAML: {e}") from None
+            if not isinstance(data, dict):
+                raise ComposeError("compose config printed no model")
+            if raw is not None:
+                data = with_read_files(data, await raw)
+        finally:
+            if raw is not None and not raw.done():
+                raw.cancel()
+            if raw is not None:
+                with contextlib.suppress(asyncio.CancelledError, ComposeError):
+                    await raw
         if self.binary == V1 and "x-pgo" not in data:
             # v1's `config` drops top-level extensions; x-pgo only steers restarts, so
             # reading it from the file itself decides nothing about what may run.
@@ -245,6 +286,17 @@ class Project:
                 data["x-pgo"] = ext
                 text += yaml.safe_dump({"x-pgo": ext})
         return Model(text=text, data=data)
+
+    async def _uninterpolated(self) -> Any:
+        """The model before interpolation, as compose prints it (`--no-interpolate`): the
+        only view in which it names the env and label files it reads."""
+        try:
+            text = await self._run("config", "--no-interpolate", "--format", "json",
+                                   timeout=CONFIG_TIMEOUT)
+            return json.loads(text)
+        except (CommandError, ValueError) as e:
+            raise ComposeError(f"compose file does not load without interpolation: {e}") \
+                from None
 
     def _raw_extension(self) -> Any:
         try:

@@ -10,6 +10,10 @@ give its containers nothing of the host beyond the service's own:
                     sharing is allowed only with another service of the same compose project
     own privileges  no privileged, no capability beyond Docker's default set, no devices, no
                     security option that loosens confinement, no host plugins or API socket
+    own names       images the project builds, and its containers, are named as its own
+                    (NAME-*, NAME_*, NAME/*): image tags and container names are one
+                    namespace for the whole machine, and a build tagged `postgres:16` or
+                    another team's image name would run in every project that uses it
     no ports        nothing published on the host (`expose` and the Caddy proxy instead)
     own networks    shared (external) networks only from the service's `networks` list (an
                     empty list: any); with a list, every compose service also joins its own
@@ -34,6 +38,7 @@ from typing import Any
 DATA = "own-data"
 NAMESPACES = "own-namespaces"
 PRIVILEGES = "own-privileges"
+NAMES = "own-names"
 PORTS = "no-ports"
 NETWORKS = "own-networks"
 UNKNOWN = "not-judged"
@@ -115,6 +120,14 @@ class Findings:
         return not any(len(o) > len(mine) and name.startswith(f"{o}_")
                        for o in self.policy.others)
 
+    def owner(self, name: str) -> str | None:
+        """The pgo service a machine-wide name (an image repository, a container) belongs
+        to: the longest service name it is, or starts with followed by `-`, `_` or `/`
+        (compose names them PROJECT-SERVICE, v1 PROJECT_SERVICE); None for nobody's."""
+        claims = [o for o in (self.policy.service, *self.policy.others)
+                  if name == o or name.startswith((f"{o}-", f"{o}_", f"{o}/"))]
+        return max(claims, key=len, default=None)
+
     def volume_name(self, key: str) -> str:
         vol = as_map(self.volumes.get(key))
         return str(vol.get("name") or (key if external(vol) else f"{self.policy.service}_{key}"))
@@ -151,10 +164,7 @@ def host_paths(model: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     out += policy_top.host_paths(model)
     for svc in as_map(model.get("services")).values():
-        for mount in as_list(as_map(svc).get("volumes")):
-            m = policy_service.parse_mount(mount)
-            if m is not None and m.type == "bind" and m.source:
-                out.append(m.source)
+        out += policy_service.host_paths(as_map(svc))
     return list(dict.fromkeys(out))
 
 
@@ -176,6 +186,18 @@ def under(path: str, root: str) -> bool:
     if not path.startswith("/") or not root.startswith("/"):
         return False
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def image_repository(ref: str) -> str:
+    """The repository of an image reference, without registry host, tag or digest:
+    `registry.example.org:5000/team/app:1@sha256:...` -> `team/app`."""
+    ref = ref.split("@", 1)[0]
+    if ":" in ref.rsplit("/", 1)[-1]:
+        ref = ref.rsplit(":", 1)[0]
+    parts = ref.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    return "/".join(parts).lower()
 
 
 def as_map(v: Any) -> Mapping[str, Any]:

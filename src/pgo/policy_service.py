@@ -6,12 +6,14 @@ reach of the host (SAFE), judged by a rule below, or refused as not judged.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pgo.policy import (
     DATA,
+    NAMES,
     NAMESPACES,
     NETWORKS,
     PORTS,
@@ -20,6 +22,7 @@ from pgo.policy import (
     Findings,
     as_list,
     as_map,
+    image_repository,
     items,
     truthy,
     under,
@@ -28,16 +31,15 @@ from pgo.policy_top import bind_device
 
 # Keys that only shape the container's own process, resources, health, names or life cycle.
 SAFE = frozenset({
-    "annotations", "attach", "blkio_config", "cap_drop", "command", "configs",
-    "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period",
-    "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "depends_on", "dns", "dns_opt",
-    "dns_search", "domainname", "entrypoint", "env_file", "environment", "expose", "extends",
-    "extra_hosts", "group_add", "healthcheck", "hostname", "image", "init", "label_file",
-    "labels", "links", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness",
-    "memswap_limit", "pids_limit", "platform", "profiles", "pull_policy",
+    "annotations", "attach", "blkio_config", "cap_drop", "command", "configs", "cpu_count",
+    "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
+    "cpus", "cpuset", "depends_on", "dns", "dns_opt", "dns_search", "domainname", "entrypoint",
+    "environment", "expose", "extends", "extra_hosts", "group_add", "healthcheck", "hostname",
+    "image", "init", "labels", "links", "mac_address", "mem_limit", "mem_reservation",
+    "mem_swappiness", "memswap_limit", "pids_limit", "platform", "profiles", "pull_policy",
     "pull_refresh_after", "read_only", "restart", "scale", "secrets", "shm_size", "stdin_open",
     "stop_grace_period", "stop_signal", "storage_opt", "tmpfs", "tty", "ulimits", "user",
-    "working_dir", "network_mode", "networks",  # judged once per service in _networks
+    "working_dir", "network_mode", "networks",  # network*: judged once per service in _networks
 })
 
 # Docker's default capability set: adding one of these back (after `cap_drop: [ALL]`) gives
@@ -92,6 +94,63 @@ def parse_mount(raw: Any) -> Mount | None:
 
 
 PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
+# Build contexts that are fetched by the builder, not read from this machine's files.
+REMOTE_CONTEXTS = ("git@", "github.com/")
+
+
+def host_paths(svc: Mapping[str, Any]) -> list[str]:
+    """The host paths of one compose service that the policy judges, as written."""
+    out = []
+    for mount in as_list(svc.get("volumes")):
+        m = parse_mount(mount)
+        if m is not None and m.type == "bind" and m.source:
+            out.append(m.source)
+    out += [path for key in ("env_file", "label_file") for path in map(str, as_list(svc.get(key)))]
+    out += [path for _, path in build_paths(svc.get("build"))]
+    return out
+
+
+def build_paths(raw: Any) -> list[tuple[str, str]]:
+    """(what, host path) of everything a build reads from this machine's files: its context
+    and Dockerfile, additional contexts, ssh keys, local caches. The client that sends them
+    to the builder runs as the service's user, so each is judged like a bind mount: what it
+    reads ends up in an image the team runs."""
+    build = as_map(raw) if not isinstance(raw, str) else {"context": raw}
+    out: list[tuple[str, str]] = []
+    context = str(build.get("context") or "")
+    if context and "://" not in context and not context.startswith(REMOTE_CONTEXTS):
+        out.append(("build context", context))
+        dockerfile = str(build.get("dockerfile") or "")
+        if dockerfile:
+            out.append(("build dockerfile", posixpath.join(context, dockerfile)))
+    for key, value in items(build.get("additional_contexts")):
+        ctx = str(value)
+        if ctx.startswith("oci-layout://"):
+            out.append((f"build context {key}", ctx.removeprefix("oci-layout://")
+                         .split("@", 1)[0]))
+        elif "://" not in ctx and not ctx.startswith(("service:", "target:", *REMOTE_CONTEXTS)):
+            out.append((f"build context {key}", ctx))
+    for entry in as_list(build.get("ssh")):
+        for path in _ssh_key_paths(entry):
+            out.append(("build ssh key", path))
+    for key in ("cache_from", "cache_to"):
+        for entry in as_list(build.get(key)):
+            opts = dict(o.strip().partition("=")[::2] for o in str(entry).split(","))
+            if opts.get("type") == "local":
+                out += [(f"build {key} {o}", opts[o]) for o in ("src", "dest") if opts.get(o)]
+    return out
+
+
+def _ssh_key_paths(entry: Any) -> list[str]:
+    """The key files of a build `ssh` entry: `ID=PATH[,PATH]`, as compose prints it
+    (`ID: PATH`), or a mapping; a bare `default` is the agent, no file."""
+    if isinstance(entry, Mapping):
+        values = [str(v) for v in entry.values() if v]
+    else:
+        text = str(entry)
+        cut = min((i for i in (text.find("="), text.find(": ")) if i >= 0), default=-1)
+        values = [text[cut + 1:]] if cut >= 0 else []
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
 def judge_service(name: str, svc: Mapping[str, Any], f: Findings) -> None:
@@ -105,6 +164,7 @@ def judge_service(name: str, svc: Mapping[str, Any], f: Findings) -> None:
         else:
             rule(name, value, f)
     _networks(name, svc, f)
+    _names(name, svc, f)
 
 
 # -- own data ----------------------------------------------------------------------------------
@@ -142,6 +202,19 @@ def _volumes(name: str, value: Any, f: Findings) -> None:
         elif m.type != "tmpfs":
             f.add(name, DATA, f"mount {m.target} has type {m.type!r}: only bind, volume and "
                               f"tmpfs are allowed")
+
+
+def _read_files(key: str) -> Callable[[str, Any, Findings], None]:
+    """env_file, label_file: compose reads them on the host and puts what they hold into
+    the container (its environment, its labels)."""
+    def rule(name: str, value: Any, f: Findings) -> None:
+        for path in map(str, as_list(value)):
+            if "$" in path:
+                f.add(name, DATA, f"{key} {path}: a path made by interpolation can not be "
+                                  "judged; write it without ${...}")
+            else:
+                f.judge_path(name, key, path)
+    return rule
 
 
 def _volumes_from(name: str, value: Any, f: Findings) -> None:
@@ -331,6 +404,38 @@ def _build(name: str, value: Any, f: Findings) -> None:
                                 f"({', '.join(map(str, as_list(build['entitlements'])))})")
     if build.get("isolation") and str(build["isolation"]) != "default":
         f.add(name, PRIVILEGES, f"build isolation {build['isolation']}: only the default")
+    for what, path in build_paths(value):
+        f.judge_path(name, what, path)
+
+
+# -- own names ---------------------------------------------------------------------------------
+
+def _container_name(name: str, value: Any, f: Findings) -> None:
+    container = str(value or "")
+    other = f.owner(container)
+    if other is not None and other != f.policy.service:
+        f.add(name, NAMES, f"container_name {container} is a name of service {other}'s")
+
+
+def _names(name: str, svc: Mapping[str, Any], f: Findings) -> None:
+    """The machine-wide names the compose service takes: its containers (PROJECT-NAME-N,
+    v1 PROJECT_NAME_N) and the images its build writes."""
+    mine = f.policy.service
+    for default in (f"{mine}-{name}", f"{mine}_{name}"):
+        other = f.owner(default)
+        if other != mine:
+            f.add(name, NAMES, f"its containers would be named {default}..., names of "
+                               f"service {other}'s: call the compose service otherwise")
+            break
+    if "build" not in svc:
+        return
+    built = [str(svc.get("image") or f"{mine}-{name}")]
+    built += [str(t) for t in as_list(as_map(svc.get("build")).get("tags"))]
+    for ref in built:
+        if f.owner(image_repository(ref)) != mine:
+            f.add(name, NAMES, f"build writes image {ref}, not a name of the project's own "
+                               f"({mine}-*, {mine}_* or {mine}/*): it would replace that image "
+                               "for every project on this machine that runs it")
 
 
 # -- ports and networks ------------------------------------------------------------------------
@@ -385,6 +490,9 @@ def _networks(name: str, svc: Mapping[str, Any], f: Findings) -> None:
 RULES: dict[str, Callable[[str, Any, Findings], None]] = {
     "volumes": _volumes,
     "volumes_from": _volumes_from,
+    "env_file": _read_files("env_file"),
+    "label_file": _read_files("label_file"),
+    "container_name": _container_name,
     "ipc": _namespace("ipc", frozenset({"", "private", "shareable", "none"})),
     "pid": _namespace("pid", frozenset({"", "private"})),
     "cgroup": _namespace("cgroup", frozenset({"", "private"})),

@@ -102,7 +102,9 @@ def checkdirs(base: Path) -> tuple[Path, Path, Path]:
     (bad / "etc").symlink_to("/etc")
     (bad / "compose.yaml").write_text(
         h.WEB + '    volumes: ["./etc:/host-etc:ro"]\n    privileged: true\n'
-        "  side:\n    image: local/busybox:1\n    network_mode: host\n")
+        "    env_file: [./etc/passwd]\n"
+        "  side:\n    image: local/busybox:1\n    network_mode: host\n"
+        "    build: {context: ./conf, dockerfile_inline: 'FROM local/busybox:1'}\n")
     for p in (base, good, bad, good / "conf", bad / "conf", cfg):
         os.chmod(p, 0o755)
     return cfg, good, bad
@@ -126,6 +128,11 @@ def test_check_refuses_with_one_line_per_violation(checkdirs: tuple[Path, Path, 
     assert "compose service web: privileged" in text
     assert "compose service side: network_mode host" in text
     assert "compose service side: joins no network of its own" in text
+    # what compose itself would read on the host into the container, and a built image
+    # that would replace the machine's base image
+    assert re.search(r"compose service web: env_file \S+/bad/etc/passwd \(really "
+                     r"/etc/passwd\) is outside", text), text
+    assert "compose service side: build writes image local/busybox:1, not a name" in text
 
 
 def test_check_as_a_team_in_ci_runs_compose_as_itself(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgo import judge, policy
-from pgo.policy import DATA
+from pgo import compose, judge, policy
+from pgo.policy import DATA, NAMES
 
 SERVICE = "web"
 CHECKOUT = "/var/lib/pgo/web"
@@ -102,3 +102,66 @@ def test_volume_subpath_may_not_leave_the_volume() -> None:
     assert rules(sub("a/b")) == set()
     assert DATA in rules(sub("../other_vol"))
     assert DATA in rules(sub("/etc"))
+
+
+# -- machine-wide names: image tags and container names -----------------------------------------
+
+def test_a_build_can_not_replace_an_image_another_project_runs() -> None:
+    built = {"build": {"context": CHECKOUT}}
+    # the shared base image, an official image, another team's image, through a registry
+    for image in ("local/busybox:1", "postgres:16", "web-api-app", "docker.io/library/web:1"):
+        assert NAMES in rules(model({**built, "image": image}), pol(("web-api",))), image
+    assert NAMES in rules(model({**built, "image": "web-app", "build": {
+        "context": CHECKOUT, "tags": ["web-app:2", "local/busybox:1"]}}))
+    # compose's own name for it, web-app, and names under the project's own
+    for image in (None, "web-app:3", "web_app", "web/app", "localhost:5000/web/app@sha256:ab"):
+        m = model({**built, "image": image})
+        if image is None:
+            del m["services"]["app"]["image"]
+        assert rules(m, pol(("web-api", "we"))) == set(), image
+
+
+def test_a_project_whose_name_extends_ours_owns_its_names() -> None:
+    # `web` must not name a compose service so that its containers and built images are
+    # `web-api`'s (web-api-app-1, image web-api-app)
+    m = {"name": SERVICE, "services": {"api-app": {"image": "local/busybox:1"}}}
+    assert NAMES in rules(m, pol(("web-api",)))
+    assert rules(m, pol(("web-apix", "api"))) == set()
+    m = {"name": SERVICE, "services": {"x": {"image": "web-api-x", "build": {"context": "."}}}}
+    assert NAMES in rules(m, pol(("web-api",)))
+
+
+def test_container_name_of_another_project() -> None:
+    assert NAMES in rules(model({"container_name": "mail-web-1"}), pol(("mail",)))
+    assert NAMES in rules(model({"container_name": "web_api_app_1"}), pol(("web_api",)))
+    for name in ("web-app", "postgres", "webmail"):
+        assert rules(model({"container_name": name}), pol(("mail", "web_api"))) == set()
+
+
+def test_image_repository() -> None:
+    for ref, repo in (("postgres", "postgres"), ("postgres:16", "postgres"),
+                      ("Team/App:1@sha256:ab", "team/app"), ("localhost/web", "web"),
+                      ("registry.example.org:5000/web/app:2", "web/app"),
+                      ("localhost:5000/web", "web"), ("web/app:x/y", "web/app:x/y")):
+        assert policy.image_repository(ref) == repo, ref
+
+
+# -- files the compose tool reads on the host into the container ---------------------------------
+
+def test_env_and_label_files_outside_are_refused() -> None:
+    for key in ("env_file", "label_file"):
+        assert DATA in rules(model({key: ["/etc/os-release"]}))
+        assert DATA in rules(model({key: [f"{CHECKOUT}/${{F:-../../../etc/passwd}}"]}))
+        assert rules(model({key: [f"{CHECKOUT}/app.env", f"{DATADIR}/x.env"]})) == set()
+
+
+def test_the_files_compose_read_are_put_back_into_the_model() -> None:
+    printed = {"services": {"app": {"environment": {"A": "1"}}, "db": {}}}
+    raw = {"services": {"app": {"env_file": [{"path": "/etc/os-release", "required": True}],
+                                "label_file": ["/x/l"]},
+                        "db": {"image": "x"}, "gone": {"env_file": ["/y"]}}}
+    out = compose.with_read_files(printed, raw)
+    assert out["services"]["app"]["env_file"] == ["/etc/os-release"]
+    assert out["services"]["app"]["label_file"] == ["/x/l"]
+    assert out["services"]["db"] == {} and "gone" not in out["services"]
+    assert compose.with_read_files(printed, "not a model") is printed

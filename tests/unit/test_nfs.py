@@ -9,12 +9,14 @@ file the way the kernel would. What is proven is what pgod asks for, and in what
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pgo import config
 from pgo.daemon import Daemon, Options
@@ -85,6 +87,8 @@ class FakeRunner:
             return 0, f"{HEAD}\n".encode()
         elif k == "git show":
             return 0, b"0\n"
+        elif k == "compose config" and "--no-interpolate" in argv:
+            return 0, json.dumps(yaml.safe_load(MODEL)).encode()  # as --format json
         elif k == "compose config":
             return 0, MODEL.encode()
         elif k == "compose up":

@@ -8,6 +8,7 @@ property tests on path spellings.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgo import judge, policy
-from pgo.policy import DATA, NAMESPACES, NETWORKS, PORTS, PRIVILEGES, UNKNOWN
+from pgo import compose, judge, policy
+from pgo.policy import DATA, NAMES, NAMESPACES, NETWORKS, PORTS, PRIVILEGES, UNKNOWN
 
 TESTDATA = Path(__file__).resolve().parents[1] / "policy-testdata"
 SERVICE = "polsvc"
@@ -54,11 +55,18 @@ def expected(path: Path) -> str | None:
 def compose_model(path: Path, binary: list[str]) -> dict[str, Any]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(path.parent),
            "PGO_DATA": str(DATADIR), "PGO_SERVICE": SERVICE}
-    r = subprocess.run([*binary, "--project-name", SERVICE, "--file", str(path), "config"],
-                       cwd=path.parent, env=env, capture_output=True, text=True, check=False)
-    assert r.returncode == 0, f"{path.name} does not load: {r.stderr}"
-    data = yaml.safe_load(r.stdout)
+    def config(*args: str) -> str:
+        r = subprocess.run([*binary, "--project-name", SERVICE, "--file", str(path), "config",
+                            *args], cwd=path.parent, env=env, capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, f"{path.name} does not load: {r.stderr}"
+        return r.stdout
+
+    data = yaml.safe_load(config())
     assert isinstance(data, dict)
+    if binary != list(compose.V1):  # as pgod loads it: with the files compose reads
+        data = compose.with_read_files(data, json.loads(config("--no-interpolate", "--format",
+                                                               "json")))
     return data
 
 
@@ -88,7 +96,7 @@ def test_testdata_compose_v1(path: Path) -> None:
 
 def test_testdata_covers_every_rule() -> None:
     wanted = {expected(p) for p in CASES}
-    assert {DATA, NAMESPACES, PRIVILEGES, PORTS, NETWORKS, None} <= wanted
+    assert {DATA, NAMES, NAMESPACES, PRIVILEGES, PORTS, NETWORKS, None} <= wanted
 
 
 # -- the pure policy on model dicts ----------------------------------------------------------
@@ -171,7 +179,8 @@ TABLE: list[tuple[str, dict[str, Any], str | None]] = [
      NAMESPACES),
     ("external_links", model({"external_links": ["db"]}), NAMESPACES),
     ("build network host", model({"build": {"context": ".", "network": "host"}}), NAMESPACES),
-    ("build network none", model({"build": {"context": ".", "network": "none"}}), None),
+    ("build network none", model({"build": {"context": ".", "network": "none"},
+                                  "image": "polsvc-app"}), None),
     # own privileges
     ("privileged", model({"privileged": True}), PRIVILEGES),
     ("privileged false", model({"privileged": False}), None),
