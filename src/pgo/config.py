@@ -108,6 +108,12 @@ class Config:
                 return s
         return None
 
+    def routes_of_others(self, name: str) -> dict[str, str]:
+        """Host name (lower case) -> service, for every `urls` target of the services other
+        than `name`: the names the proxy sends their traffic to, on the shared networks."""
+        return {target.rpartition(":")[0].lower(): s.name for s in self.services
+                if s.name != name for _, target in s.urls}
+
 
 def user_exists(name: str) -> bool:
     try:

@@ -74,7 +74,7 @@ class Daemon:
 
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
-                              hooks=self.hooks, running=self.running)
+                              hooks=self.hooks, running=self.running, fleet=lambda: self.cfg)
 
     async def remove_stale(self, keep: Sequence[str]) -> None:
         """Down and remove every checkout in --dir that belongs to no configured service."""

@@ -44,7 +44,8 @@ def other_services(service: str, checkout: Path, data: Path) -> tuple[str, ...]:
 
 
 def service_policy(model: Mapping[str, Any], service: str, user: str,
-                   networks: tuple[str, ...], checkout: Path, data: Path) -> policy.ServicePolicy:
+                   networks: tuple[str, ...], checkout: Path, data: Path,
+                   routes: Mapping[str, str] | None = None) -> policy.ServicePolicy:
     base = checkout.absolute()
     return policy.ServicePolicy(
         service=service, root=user == "root",
@@ -53,11 +54,15 @@ def service_policy(model: Mapping[str, Any], service: str, user: str,
         git_dir=real_path(".git", base),
         real={p: real_path(p, base) for p in policy.host_paths(model)},
         others=other_services(service, checkout, data),
+        routes=dict(routes or {}),
     )
 
 
 def judge(model: Mapping[str, Any], service: str, user: str, networks: tuple[str, ...],
-          checkout: Path, data: Path) -> list[policy.Violation]:
+          checkout: Path, data: Path, routes: Mapping[str, str] | None = None
+          ) -> list[policy.Violation]:
+    """`routes`: the names other services' urls send traffic to (Config.routes_of_others)."""
     if user == "root":
         return []  # root services bypass the policy
-    return policy.check(model, service_policy(model, service, user, networks, checkout, data))
+    return policy.check(model, service_policy(model, service, user, networks, checkout, data,
+                                              routes))

@@ -16,7 +16,9 @@ give its containers nothing of the host beyond the service's own:
                     another team's image name would run in every project that uses it
     no ports        nothing published on the host (`expose` and the Caddy proxy instead)
     own networks    shared (external) networks only from the service's `networks` list (an
-                    empty list: any); with a list, every compose service also joins its own
+                    empty list: any); with a list, every compose service also joins its own;
+                    on a shared network no container answers to a name that another
+                    service's `urls` route to
 
 The model is the one the compose tool printed (`docker compose config`, or v1's
 `docker-compose config`): both shapes are read. Anything the policy does not know is refused
@@ -60,6 +62,9 @@ class ServicePolicy:
     # belongs to the longest service name it starts with, so `web` can not claim the
     # volumes and networks of `web_api` (`web_api_data`) by a key or name `api_data`
     others: tuple[str, ...] = ()
+    # host name (lower case) -> the other pgo service whose `urls` the proxy sends there:
+    # on a shared network, a container that answers to that name would get their traffic
+    routes: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

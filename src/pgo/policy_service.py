@@ -458,6 +458,7 @@ def _networks(name: str, svc: Mapping[str, Any], f: Findings) -> None:
     in the service's config, at least one of them must be the project's own."""
     mode = str(svc.get("network_mode") or "")
     own = False
+    shared: list[tuple[str, Any]] = []  # (shared network, what the service says about it)
     if mode == "none":
         own = True  # no network at all
     elif mode.startswith("service:"):
@@ -467,17 +468,21 @@ def _networks(name: str, svc: Mapping[str, Any], f: Findings) -> None:
     elif mode == "host" or mode.startswith("container:"):
         f.add(name, NAMESPACES, f"network_mode {mode}: not the project's own network")
     elif mode:
-        shared = "bridge" if mode == "default" else mode
+        net = "bridge" if mode == "default" else mode
         allowed = f.policy.networks
-        if allowed and shared not in allowed:
-            f.add(name, NETWORKS, f"network_mode {mode}: the shared network {shared!r} is "
+        if allowed and net not in allowed:
+            f.add(name, NETWORKS, f"network_mode {mode}: the shared network {net!r} is "
                                   f"not one of this service's networks ({', '.join(allowed)})")
+        shared.append((net, None))
     else:
         nets = svc.get("networks")
         keys = [str(k) for k in (nets if isinstance(nets, Mapping) else as_list(nets))]
         for key in keys or ["default"]:
             if key in f.networks:
-                own = own or f.own_network(key)
+                mine = f.own_network(key)
+                own = own or mine
+                if not mine:
+                    shared.append((f.network_name(key), as_map(nets).get(key)))
             elif key == "default":
                 own = True  # compose's implicit default network (v1 does not print it)
             else:
@@ -485,6 +490,22 @@ def _networks(name: str, svc: Mapping[str, Any], f: Findings) -> None:
     if f.policy.networks and not own:
         f.add(name, NETWORKS, "joins no network of its own (needed next to the shared "
                               f"networks {', '.join(f.policy.networks)})")
+    for net, how in shared:
+        _names_on_shared_network(name, svc, net, how, f)
+
+
+def _names_on_shared_network(name: str, svc: Mapping[str, Any], net: str, how: Any,
+                             f: Findings) -> None:
+    """On a shared network Docker's DNS answers for the compose service's name, its
+    container_name and its aliases, from every project on it: a container that takes a name
+    another service's urls route to gets (part of) that service's traffic from the proxy."""
+    names = [name, str(svc.get("container_name") or "")]
+    names += [str(a) for a in as_list(as_map(how).get("aliases"))]
+    for n in dict.fromkeys(x for x in names if x):
+        other = f.policy.routes.get(n.lower())
+        if other is not None and other != f.policy.service:
+            f.add(name, NETWORKS, f"answers to {n} on the shared network {net}, the name the "
+                                  f"proxy sends service {other}'s urls to")
 
 
 RULES: dict[str, Callable[[str, Any, Findings], None]] = {

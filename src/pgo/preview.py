@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from pgo.compose import Project
 from pgo.errors import CommandError, ComposeError
-from pgo.judge import judge
 
 if TYPE_CHECKING:
     from pgo.service import TrackedService
@@ -46,9 +45,8 @@ async def violations(svc: TrackedService, commit: str) -> tuple[str, list[str]]:
             model = await project.config()
         except ComposeError as e:
             return "error", [str(e)]
-        found = judge(model.data, svc.name, svc.cfg.user, svc.cfg.networks, scratch,
-                      svc.paths.data(svc.name))
-        return ("policy" if found else ""), [str(v) for v in found]
+        found = svc.violations(model, checkout=scratch)
+        return ("policy" if found else ""), found
     finally:
         await _clear(svc, scratch)
 

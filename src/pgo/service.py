@@ -111,12 +111,14 @@ class Hooks:
 class TrackedService:
     def __init__(self, cfg: config.Service, paths: Paths, runner: CommandRunner,
                  compose_binary: Sequence[str], *, hooks: Hooks | None = None,
-                 as_user: RunAs | None = None, running: RunningProjects | None = None) -> None:
+                 as_user: RunAs | None = None, running: RunningProjects | None = None,
+                 fleet: Callable[[], config.Config] | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.paths = paths
         self.runner = runner
         self.hooks = hooks or Hooks()
+        self.fleet = fleet  # the whole configuration in force (other services' urls)
         self.lock = asyncio.Lock()
         self.log = Logger(logging.getLogger("pgo.service"), {"service": cfg.name})
         self.state = State.load(paths.state(cfg.name))
@@ -358,9 +360,12 @@ class TrackedService:
     def _stop_file_present(self) -> bool:
         return os.path.exists(self._stopfile)  # one stat, checked on every pass
 
-    def violations(self, model: Model) -> list[str]:
+    def violations(self, model: Model, checkout: Path | None = None) -> list[str]:
+        """The policy's verdict on `model`, loaded in `checkout` (default: the service's)."""
+        routes = self.fleet().routes_of_others(self.name) if self.fleet else {}
         found = judge(model.data, self.name, self.cfg.user, self.cfg.networks,
-                      self.paths.checkout(self.name), self.paths.data(self.name))
+                      checkout or self.paths.checkout(self.name), self.paths.data(self.name),
+                      routes)
         return [str(v) for v in found]
 
     def _refuse(self, head: str, digest: str, reasons: list[str], *, kind: str) -> str:

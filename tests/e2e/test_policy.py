@@ -135,6 +135,20 @@ def test_check_refuses_with_one_line_per_violation(checkdirs: tuple[Path, Path, 
     assert "compose service side: build writes image local/busybox:1, not a name" in text
 
 
+def test_check_refuses_a_name_another_services_urls_route_to(
+        checkdirs: tuple[Path, Path, Path]) -> None:
+    cfg, good, _ = checkdirs
+    # shop's urls go to `web:8080` on the shared network; team's compose service `web` joins
+    # that network too, so Docker's DNS would hand it part of shop's traffic
+    cfg.write_text(cfg.read_text() + h.toml_service({
+        "name": "shop", "user": h.USER, "repository": "/y",
+        "urls": {"shop.example.org": "web:8080"}}))
+    rc, lines = check(cfg, "--service", "team", str(good))
+    assert rc == 1, lines
+    assert lines == ["team: compose service web: answers to web on the shared network proxy, "
+                     "the name the proxy sends service shop's urls to [own-networks]"]
+
+
 def test_check_as_a_team_in_ci_runs_compose_as_itself(
         checkdirs: tuple[Path, Path, Path]) -> None:
     cfg, good, bad = checkdirs

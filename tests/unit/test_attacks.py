@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgo import compose, judge, policy
-from pgo.policy import DATA, NAMES
+from pgo import compose, config, judge, policy
+from pgo.policy import DATA, NAMES, NETWORKS
 
 SERVICE = "web"
 CHECKOUT = "/var/lib/pgo/web"
@@ -165,3 +165,48 @@ def test_the_files_compose_read_are_put_back_into_the_model() -> None:
     assert out["services"]["app"]["label_file"] == ["/x/l"]
     assert out["services"]["db"] == {} and "gone" not in out["services"]
     assert compose.with_read_files(printed, "not a model") is printed
+
+
+# -- names on a shared network ---------------------------------------------------------------
+
+def test_a_container_can_not_answer_for_another_services_url_target() -> None:
+    """Caddy sends shop's urls to `frontend:8080` on the shared network `proxy`. Docker's DNS
+    answers there for every project's service names, container names and aliases: a
+    container of `web` called `frontend` would get part of shop's traffic."""
+    routes = {"frontend": "shop"}
+    p = policy.ServicePolicy(service=SERVICE, root=False, allowed=(CHECKOUT, DATADIR),
+                             networks=("proxy",), project_dir=CHECKOUT, routes=routes)
+    proxy = {"proxy": {"external": True}, "default": {}}
+
+    def on_proxy(name: str, svc: dict[str, Any]) -> dict[str, Any]:
+        return {"name": SERVICE, "networks": proxy, "services": {
+            name: {"image": "local/busybox:1", "networks": {"default": None, "proxy": None},
+                   **svc}}}
+
+    assert NETWORKS in rules(on_proxy("frontend", {}), p)
+    assert NETWORKS in rules(on_proxy("Frontend", {}), p)
+    assert NETWORKS in rules(on_proxy("app", {"container_name": "frontend"}), p)
+    m = on_proxy("app", {})
+    m["services"]["app"]["networks"]["proxy"] = {"aliases": ["www", "frontend"]}
+    assert NETWORKS in rules(m, p)
+    m["services"]["app"]["network_mode"] = "proxy"
+    del m["services"]["app"]["networks"]
+    m["services"]["app"]["container_name"] = "frontend"
+    assert NETWORKS in rules(m, p)
+    # the same names on the project's own network only, or its own url targets: fine
+    own = {"name": SERVICE, "services": {"frontend": {"image": "local/busybox:1"}}}
+    assert rules(own, p) == set()
+    assert rules(on_proxy("app", {}), p) == set()
+    mine = policy.ServicePolicy(service="shop", root=False, allowed=(CHECKOUT, DATADIR),
+                                networks=("proxy",), project_dir=CHECKOUT, routes={})
+    assert rules({**on_proxy("frontend", {}), "name": "shop"}, mine) == set()
+
+
+def test_routes_of_others_come_from_the_config() -> None:
+    def svc(name: str, **urls: str) -> config.Service:
+        return config.Service(name=name, user="u", repository="/r",
+                              urls=tuple(urls.items()))
+    cfg = config.Config(path="pgo.toml", services=(
+        svc("shop", a="Frontend:8080", b="api:9000"), svc("web", c="web:80"), svc("x")))
+    assert cfg.routes_of_others("web") == {"frontend": "shop", "api": "shop"}
+    assert cfg.routes_of_others("shop") == {"web": "web"}

@@ -80,11 +80,12 @@ def main(argv: list[str]) -> int:
         print(f"pgod check: no such user {svc.user!r} on this machine", file=sys.stderr)
         return 2
     return asyncio.run(_judge(svc, path, Path(args.dir).absolute(),
-                              Path(args.datadir).absolute(), as_user))
+                              Path(args.datadir).absolute(), as_user,
+                              cfg.routes_of_others(svc.name)))
 
 
 async def _judge(svc: config.Service, path: Path, root_dir: Path, datadir: Path,
-                 as_user: RunAs) -> int:
+                 as_user: RunAs, routes: dict[str, str]) -> int:
     from pgo.service import Paths, compose_env
 
     paths = Paths(root=root_dir, datadir=datadir)
@@ -104,7 +105,8 @@ async def _judge(svc: config.Service, path: Path, root_dir: Path, datadir: Path,
     except (PgoError, OSError) as e:
         print(f"pgod check: compose config: {e}", file=sys.stderr)
         return 2
-    found = judge(model.data, svc.name, svc.user, svc.networks, path, paths.data(svc.name))
+    found = judge(model.data, svc.name, svc.user, svc.networks, path, paths.data(svc.name),
+                  routes)
     for v in found:
         print(f"{svc.name}: {v}")
     if found:
