@@ -80,11 +80,21 @@ class Model:
     def digest(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    def _extension(self, key: str) -> Any:
+        ext = self.data.get("x-pgo")
+        return ext.get(key) if isinstance(ext, dict) else None
+
     @property
     def reload(self) -> bool:
         """`x-pgo: {reload: false}` asks to take new commits without restarting containers."""
-        ext = self.data.get("x-pgo")
-        return not (isinstance(ext, dict) and ext.get("reload") is False)
+        return self._extension("reload") is not False
+
+    @property
+    def down_first(self) -> bool:
+        """`x-pgo: {down: false}` asks to deploy a change with `up` alone: compose then
+        recreates only the containers whose configuration changed (and removes those of
+        services that are gone), instead of the original's down of the whole project."""
+        return self._extension("down") is not False
 
 
 # Service keys whose files the compose tool reads on the host (as the service's user) and

@@ -345,7 +345,8 @@ class TrackedService:
                 st.pending_reload = True
                 st.last_error = fetch_error or ""
                 return "pending"
-            self.log.info("deploying commit %s (%s)", head[:8], reason)
+            self.log.info("deploying commit %s (%s%s)", head[:8], reason,
+                          "" if model.down_first else ", in place: x-pgo down is false")
             await self._deploy(model, head, restart=running and bool(st.applied_model))
             st.last_error = fetch_error or ""
             return "deployed"
@@ -380,7 +381,8 @@ class TrackedService:
 
     async def _deploy(self, model: Model, head: str, *, restart: bool) -> None:
         """Bring up `model` and record it. With `restart` (the model changed since it was
-        last brought up) the project is downed first, as the original pgo does; everything
+        last brought up) the project is downed first, as the original pgo does, unless the
+        model says `x-pgo: {down: false}` (then `up` recreates only what changed); everything
         that can fail without touching what runs (pull, build, missing images) is done
         before the down, so a bad push does not take the service down."""
         for hook in self.hooks.before_up:
@@ -397,7 +399,7 @@ class TrackedService:
             if missing:
                 raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
                                    + ", ".join(missing))
-            if restart:
+            if restart and model.down_first:
                 await self.project.down()
             # Real paths again, now that no container of the old deployment runs: one may
             # have left a symlink in the data directory since the commit was judged.

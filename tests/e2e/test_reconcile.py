@@ -80,6 +80,36 @@ def test_reload_false_takes_commit_but_waits_for_manual_up(base, upstream, proje
     assert h.checkout_head(pgod.dir / name) == commit
 
 
+def test_down_false_recreates_only_what_changed(base, upstream, projects, pgods):
+    """x-pgo: {down: false}: a change is deployed by `up` alone; the compose service that did
+    not change keeps its container, the one that did is recreated, a removed one goes."""
+    name = h.unique()
+    projects.append(name)
+    side = "  side:\n    image: local/busybox:1\n    pull_policy: if_not_present\n" \
+           "    command: [sleep, '3600']\n"
+    upstream.write("compose.yaml", h.WEB + side + side.replace("side", "gone")
+                   + "x-pgo:\n  down: false\n")
+    upstream.commit("three services")
+    pgod = start(base, pgods, [service(name, upstream)])
+    pgod.wait_log(rf"\[{name}\] reconcile \(start\) done: deployed")
+
+    def by_service() -> dict[str, str]:
+        return {c["Labels"].split("com.docker.compose.service=")[1].split(",")[0]: c["ID"]
+                for c in h.containers(name)}
+    before = by_service()
+    assert set(before) == {"web", "side", "gone"}
+    upstream.write("compose.yaml", h.WEB + "    environment: [V=2]\n" + side
+                   + "x-pgo:\n  down: false\n")
+    commit = upstream.commit("web changes, gone goes")
+    pgod.wait_log(rf"\[{name}\] deploying commit {commit[:8]} \(poll, in place")
+    pgod.wait_log(rf"\[{name}\] reconcile \(poll\) done: deployed")
+    after = by_service()
+    assert set(after) == {"web", "side"}
+    assert after["side"] == before["side"], "the unchanged container was not touched"
+    assert after["web"] != before["web"]
+    assert "V=2" in h.inspect(after["web"])["Config"]["Env"]
+
+
 def test_restart_without_upstream_change_restarts_no_container(base, upstream, projects, pgods):
     name = h.unique()
     projects.append(name)
