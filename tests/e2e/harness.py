@@ -35,7 +35,9 @@ services:
     pull_policy: if_not_present
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     expose: ["8080"]
+    stop_grace_period: 1s
 """
+# (httpd as PID 1 ignores SIGTERM: without the grace period every down waits 10s for the kill)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition",
