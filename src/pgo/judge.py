@@ -55,6 +55,7 @@ def service_policy(model: Mapping[str, Any], service: str, user: str,
         real={p: real_path(p, base) for p in policy.host_paths(model)},
         others=other_services(service, checkout, data),
         routes=dict(routes or {}),
+        env={"PGO_DATA": str(data), "PGO_SERVICE": service},
     )
 
 

@@ -65,6 +65,9 @@ class ServicePolicy:
     # host name (lower case) -> the other pgo service whose `urls` the proxy sends there:
     # on a shared network, a container that answers to that name would get their traffic
     routes: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # variables pgod sets in compose's environment (PGO_DATA, PGO_SERVICE): they win over a
+    # .env file in the checkout, so a path written with them is known before interpolation
+    env: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

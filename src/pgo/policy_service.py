@@ -7,6 +7,7 @@ reach of the host (SAFE), judged by a rule below, or refused as not judged.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -209,12 +210,24 @@ def _read_files(key: str) -> Callable[[str, Any, Findings], None]:
     the container (its environment, its labels)."""
     def rule(name: str, value: Any, f: Findings) -> None:
         for path in map(str, as_list(value)):
+            path = _with_known_vars(path, f.policy.env)
             if "$" in path:
                 f.add(name, DATA, f"{key} {path}: a path made by interpolation can not be "
-                                  "judged; write it without ${...}")
+                                  "judged; write it without ${...} (but for ${PGO_DATA})")
             else:
                 f.judge_path(name, key, path)
     return rule
+
+
+def _with_known_vars(path: str, env: Mapping[str, str]) -> str:
+    """`path` with `${VAR}` and `$VAR` of the variables in `env` replaced by their values
+    (anything else, `$$` and `${VAR:-default}` too, is left as written)."""
+    def value(m: re.Match[str]) -> str:
+        return env.get(m.group(1) or m.group(2), m.group(0))
+    return VAR_RE.sub(value, path)
+
+
+VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def _volumes_from(name: str, value: Any, f: Findings) -> None:
