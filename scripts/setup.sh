@@ -12,9 +12,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-pkgs="docker.io busybox-static git openssh-client ca-certificates python3 python3-venv iptables go-md2man"
+pkgs="docker.io busybox-static git openssh-client ca-certificates python3 python3-venv iptables go-md2man caddy"
 if [ "$want_test" = 1 ]; then
-    pkgs="$pkgs docker-compose openssh-server docker-registry apache2-utils caddy systemd procps"
+    pkgs="$pkgs docker-compose openssh-server docker-registry apache2-utils systemd procps"
 fi
 missing=""
 for p in $pkgs; do
