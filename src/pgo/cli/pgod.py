@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="pgod",
         description="Track git repositories and keep their compose projects running. "
-        "`pgod check ...` validates a config or judges a compose project (see pgod(8)).",
+        "`pgod check ...` validates a config or judges a compose project; "
+        "`pgod notify-test -c CONFIG NAME` sends a test notification (see pgod(8)).",
     )
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (%(default)s)")
     p.add_argument("-d", "--dir", default=DEFAULT_DIR,
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         from pgo.cli import check
 
         sys.exit(check.main(args_list[1:]))
+    if args_list[:1] == ["notify-test"]:
+        from pgo.cli import notifytest
+
+        sys.exit(notifytest.main(args_list[1:]))
     args = parser().parse_args(args_list)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
