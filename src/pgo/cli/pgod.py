@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
                    help="SSH listen address (%(default)s; 'off' disables)")
     p.add_argument("-m", "--metric", default=":9112", type=_addr,
                    help="metrics and webhook listen address (%(default)s; 'off' disables)")
+    p.add_argument("--status-page", default=True, type=_flag, nargs="?", const=True,
+                   help="serve the status page (GET / and /status.json) on -m's listener "
+                   "(default true; false turns it off)")
     p.add_argument("-t", "--duration", default="5m", type=_duration,
                    help="poll interval, Go-style: 10s, 5m, 1m30s (%(default)s)")
     p.add_argument("--restart", default=True, type=_flag, nargs="?", const=True,
