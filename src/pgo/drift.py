@@ -1,6 +1,7 @@
 """Drift: whether an engine event calls for a repair, the crash-loop cap, and what differs
 between a project's containers and its model. Pure: values in, values out.
 
+    belongs(project, container, services)      the container is really that project's
     decide(event, intent) -> Decision          reconcile this service now, or why not
     RepairBudget.take(service) -> Budget       at most REPAIRS_MAX repairs in REPAIR_WINDOW
     compare(hashes, model, containers)         -> [Difference]; describe() makes one line
@@ -18,7 +19,7 @@ import enum
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,16 @@ def _unless_intended(wanted: Decision, event: ContainerEvent, intent: Intent) ->
     if intent.crash_loop:
         return Decision(False, f"{what}: {intent.crash_loop}")
     return wanted
+
+
+def belongs(project: str, container_name: str, services: Collection[str]) -> bool:
+    """Whether a container labelled as compose project `project` is really that project's:
+    its name is the project's own by the policy's naming rule (the longest pgo service name
+    it starts with, followed by `-` or `_`, is `project`). Compose v1 lets a compose file
+    set the `com.docker.compose.project` label of its containers: without this check a
+    team could make its containers' events, and crash loops, another service's."""
+    owners = [s for s in services if container_name.startswith((s + "-", s + "_"))]
+    return bool(owners) and max(owners, key=len) == project
 
 
 # -- the crash-loop cap --------------------------------------------------------------------
@@ -225,14 +236,17 @@ class Difference:
 
 
 def compare(hashes: Mapping[str, str], model: Mapping[str, Any],
-            containers: Sequence[Container]) -> list[Difference]:
+            containers: Sequence[Container], services: Collection[str] = ()
+            ) -> list[Difference]:
     """What differs between the project's containers and its model (empty: nothing).
 
     `hashes`: the model's config hashes (parse_hashes); `containers`: the project's, running
-    or not (engine.containers). `compose run` containers are not part of the model."""
+    or not (engine.containers). `compose run` containers are not part of the model, nor,
+    given every pgo service's name in `services`, a container that does not belong()."""
     scale = expected_scale(model)
     oneshot = oneshot_services(model)
-    mine = [c for c in containers if not c.oneoff]
+    mine = [c for c in containers if not c.oneoff
+            and (not services or belongs(c.project, c.name, services))]
     out: list[Difference] = []
     count = Counter(c.service for c in mine)
     for service in sorted(count.keys() - scale.keys()):

@@ -260,7 +260,8 @@ class Notifier:
         self.failed = 0
 
     def notify(self, notice: Notice) -> bool:
-        """Queue `notice` unless it is one already told; never blocks. True when queued."""
+        """Queue `notice` unless it is one already told; never blocks. True when queued.
+        Called from the event loop's thread (the queue is asyncio's)."""
         if not self.urls(notice.service):
             return False
         if notice.kind is not Kind.TEST:
@@ -301,6 +302,9 @@ class Notifier:
             notice = await self.queue.get()
             try:
                 await self.deliver(notice)
+            except Exception as e:  # a bug here must not end delivery for everyone
+                log.error("[%s] notification (%s) not delivered: %s", notice.service,
+                          notice.kind, type(e).__name__)
             finally:
                 self.queue.task_done()
                 if self.queue.empty():

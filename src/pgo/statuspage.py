@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pgo.engine import Container
 from pgo.runner import redact
 
 REFRESH = 10  # seconds between the page's own reloads
@@ -92,6 +93,13 @@ class Snapshot:
     at: float  # when it was taken (epoch seconds)
     services: tuple[ServiceStatus, ...]
     version: str = ""
+
+
+def containers_of(listing: Sequence[Container]) -> tuple[ContainerStatus, ...]:
+    """A project's containers as the page shows them, from engine.containers(project)
+    (`compose run` containers left out)."""
+    return tuple(ContainerStatus(c.name, c.service, c.state, c.health, c.status)
+                 for c in listing if not c.oneoff)
 
 
 def reason_line(text: str, secrets: Sequence[str] = ()) -> str:

@@ -83,6 +83,17 @@ def test_a_container_not_of_the_model_is_drift() -> None:
     assert not decide(ev(Action.CREATE, config_hash="f" * 64), Intent()).reconcile
 
 
+@pytest.mark.parametrize(("project", "name", "ok"), [
+    ("shop", "shop-web-1", True), ("shop", "shop_web_1", True),  # v2, v1 names
+    ("web", "web-api-x-1", False),  # web-api's, whatever its label says
+    ("web-api", "web-api-x-1", True),
+    ("shop", "evil-web-1", False),  # a label set in another project's compose file (v1)
+    ("shop", "shopping-1", False), ("nosuch", "nosuch-1", False),
+])
+def test_a_container_belongs_by_its_name(project: str, name: str, ok: bool) -> None:
+    assert drift.belongs(project, name, ["shop", "web", "web-api", "evil"]) is ok
+
+
 # -- crash-loop cap --------------------------------------------------------------------
 
 class Clock:
@@ -173,6 +184,9 @@ def test_what_up_made_is_no_drift() -> None:
     # is not run again for that
     assert drift.compare(MODEL_HASHES, MODEL, GOOD[:3]) == []
     assert drift.compare(MODEL_HASHES, MODEL, [*GOOD, c("web", 3, oneoff=True)]) == []
+    impostor = replace(c("web", 3), name="evil-web-1")  # labelled shop by evil's file (v1)
+    assert drift.compare(MODEL_HASHES, MODEL, [*GOOD, impostor], ["shop", "evil"]) == []
+    assert drift.compare(MODEL_HASHES, MODEL, [*GOOD, impostor]) != []
 
 
 @pytest.mark.parametrize("containers, expect", [

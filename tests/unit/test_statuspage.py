@@ -133,6 +133,17 @@ def test_texts_are_one_bounded_line() -> None:
     assert "a b yyy" in statuspage.render_html(snapshot(long))
 
 
+def test_containers_from_the_engine_listing() -> None:
+    from pgo.engine import Container
+
+    def c(name: str, oneoff: bool) -> Container:
+        return Container("id", name, "shop", "web", "running", "healthy",
+                         "Up 1 minute (healthy)", "h" * 64, 1, oneoff, 0.0)
+
+    assert statuspage.containers_of([c("shop-web-1", False), c("shop-web-run-1", True)]) == (
+        ContainerStatus("shop-web-1", "web", "running", "healthy", "Up 1 minute (healthy)"),)
+
+
 @pytest.mark.parametrize(("then", "text"), [(NOW, "0s ago"), (NOW - 59, "59s ago"),
                                             (NOW - 61, "1m ago"), (NOW - 7300, "2h ago"),
                                             (NOW - 86400 * 3, "3d ago"), (0, ""),
