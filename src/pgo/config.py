@@ -1,7 +1,9 @@
 """pgo.toml -> frozen dataclasses. Every check of the configuration file lives here.
 
-The format is the original Go pgo's, unchanged, plus one optional key (`webhook_secret`).
-Any problem is a ConfigError whose message names the file, the service and the key.
+The format is the original Go pgo's, unchanged, plus optional keys of pgo's own:
+`webhook_secret` and `notify` in a service, and `notify` at the top level (the default of
+every service that sets none). Any problem is a ConfigError whose message names the file,
+the service and the key (never a value that may be a secret).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ KEYS = {
     "reload": str,
     "mount": str,
     "webhook_secret": str,
+    "notify": list,
 }
+TOP_KEYS = ("services", "notify")
 REQUIRED = ("name", "user", "repository")
 
 
@@ -77,6 +81,8 @@ class Service:
     reload: Reload | None = None
     mount: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
+    # Apprise URLs (they may carry credentials: secrets); None: the top-level default
+    notify: tuple[str, ...] | None = field(default=None, repr=False)
 
     @property
     def is_root(self) -> bool:
@@ -88,6 +94,7 @@ class Service:
         out += [r.token for r in self.registries]
         if self.webhook_secret:
             out.append(self.webhook_secret)
+        out += self.notify or ()
         m = re.match(r"^[a-z+]+://([^@/]+)@", self.repository)
         if m:
             out.append(m.group(1))
@@ -101,12 +108,21 @@ class Service:
 class Config:
     path: str
     services: tuple[Service, ...]
+    notify: tuple[str, ...] = field(default=(), repr=False)  # default Apprise URLs
 
     def get(self, name: str) -> Service | None:
         for s in self.services:
             if s.name == name:
                 return s
         return None
+
+    def notify_urls(self, name: str) -> tuple[str, ...]:
+        """Where notifications of service `name` go: its own `notify`, else the top-level
+        one (an empty list of its own turns them off)."""
+        svc = self.get(name)
+        if svc is not None and svc.notify is not None:
+            return svc.notify
+        return self.notify if svc is not None else ()
 
     def routes_of_others(self, name: str) -> dict[str, str]:
         """Host name (lower case) -> service, for every `urls` target of the services other
@@ -140,8 +156,11 @@ def parse(text: str, path: str, *, known_user: Callable[[str], bool] = user_exis
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     for key in doc:
-        if key != "services":
-            raise ConfigError(f"{path}: unknown top-level key {key!r} (only [[services]])")
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{path}: unknown top-level key {key!r} (only notify and "
+                              "[[services]])")
+    default_notify = notify_list(doc.get("notify", []), lambda msg: ConfigError(
+        f"{path}: key 'notify': {msg}"))
     raw = doc.get("services", [])
     if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
         raise ConfigError(f"{path}: 'services' must be an array of tables ([[services]])")
@@ -165,7 +184,7 @@ def parse(text: str, path: str, *, known_user: Callable[[str], bool] = user_exis
             f"{path}: service {imports[1]}: key 'import': only one service may write the "
             f"Caddy import (also set on {imports[0]})"
         )
-    return Config(path=path, services=tuple(services))
+    return Config(path=path, services=tuple(services), notify=default_notify)
 
 
 def _service(
@@ -263,6 +282,10 @@ def _service(
     if secret is not None and len(secret) < 8:
         raise err("webhook_secret", "too short (8 characters at least)")
 
+    notify = None
+    if "notify" in t:
+        notify = notify_list(t["notify"], lambda msg: err("notify", msg))
+
     return Service(
         name=name,
         user=user,
@@ -277,7 +300,27 @@ def _service(
         reload=reload,
         mount=mount,
         webhook_secret=secret,
+        notify=notify,
     )
+
+
+def notify_list(value: Any, err: Callable[[str], ConfigError]) -> tuple[str, ...]:
+    """Apprise URLs, each one that Apprise understands. A message never shows a URL: it may
+    hold a token or a password; entries are named by their place in the list."""
+    if not isinstance(value, list):
+        raise err(f"must be a list of Apprise URLs, not {_typename(type(value))}")
+    urls = []
+    for i, url in enumerate(value, 1):
+        if not isinstance(url, str):
+            raise err(f"entry {i} must be a string (an Apprise URL), not "
+                      f"{_typename(type(url))}")
+        from pgo import notifications  # (Apprise is loaded only when there are URLs)
+
+        problem = notifications.check_url(url)
+        if problem:
+            raise err(f"entry {i}: {problem}")
+        urls.append(url)
+    return tuple(urls)
 
 
 def parse_reload(line: str) -> Reload | None:

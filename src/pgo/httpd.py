@@ -1,6 +1,7 @@
-"""pgod's HTTP listener (-m): `GET /metrics` and `POST /hooks/NAME`.
+"""pgod's HTTP listener (-m): `GET /metrics`, `POST /hooks/NAME`, and the status page
+(`GET /`, `GET /status.json`) when a status provider is given.
 
-Two fixed routes do not need a web framework: this is the standard library's asyncio
+A few fixed routes do not need a web framework: this is the standard library's asyncio
 streams and a small, strict HTTP/1.1 reader. One request per connection (`Connection:
 close`), and everything a client controls is bounded:
 
@@ -21,18 +22,25 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pgo import config, metrics
+from pgo import config, metrics, statuspage
 from pgo.webhook import Verdict, verify
 
 if TYPE_CHECKING:
     from pgo.daemon import Daemon
 
 log = logging.getLogger("pgo.httpd")
+
+# The status page's data, taken when a page is asked for (see statuspage.Snapshot)
+StatusProvider = Callable[[], Awaitable[statuspage.Snapshot]]
+STATUS_TIMEOUT = 5.0
+PAGE_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"))
 
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 64
@@ -128,11 +136,13 @@ def body_length(req: Request) -> int:
 
 
 def route(method: str, path: str) -> tuple[str, str]:
-    """(what, service name): ("metrics", "") or ("hook", NAME); HttpError otherwise."""
-    if path == "/metrics":
+    """(what, service name): ("metrics", ""), ("status", ""), ("status.json", "") or
+    ("hook", NAME); HttpError otherwise."""
+    pages = {"/metrics": "metrics", "/": "status", "/status.json": "status.json"}
+    if path in pages:
         if method not in ("GET", "HEAD"):
             raise HttpError(405, "use GET", (("Allow", "GET, HEAD"),))
-        return "metrics", ""
+        return pages[path], ""
     if path.startswith("/hooks/"):
         name = path[len("/hooks/"):]
         if not config.NAME_RE.match(name):
@@ -153,8 +163,13 @@ def response(status: int, body: bytes, *, content_type: str = "text/plain; chars
 
 class HttpServer:
     def __init__(self, daemon: Daemon, *, timeout: float = REQUEST_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS,
+                 status: StatusProvider | None = None,
+                 status_timeout: float = STATUS_TIMEOUT) -> None:
         self.daemon = daemon
+        self.status = status  # None: no status page (404)
+        self.status_timeout = status_timeout
+        self._status_failed = False
         self.timeout = timeout
         self.max_connections = max_connections
         self.server: asyncio.Server | None = None
@@ -166,7 +181,8 @@ class HttpServer:
         self.server = await asyncio.start_server(self.handle, host or None, port,
                                                  limit=MAX_HEAD, reuse_address=True)
         addrs = ", ".join(str(s.getsockname()[:2]) for s in self.server.sockets)
-        log.info("metrics and webhooks listening on %s", addrs)
+        log.info("metrics, webhooks%s listening on %s",
+                 " and the status page" if self.status else "", addrs)
 
     async def aclose(self) -> None:
         if self.server is not None:
@@ -245,7 +261,37 @@ class HttpServer:
             metrics.HTTP_REQUESTS.labels("metrics", "200").inc()
             return response(200, metrics.exposition(),
                             content_type=CONTENT_TYPE_LATEST, head_only=req.method == "HEAD")
+        if what in ("status", "status.json"):
+            return await self.status_page(what, head_only=req.method == "HEAD")
         return self.hook(name, req, body)
+
+    async def status_page(self, what: str, *, head_only: bool) -> bytes:
+        """The status page or its JSON, from a snapshot taken now."""
+        if self.status is None:
+            metrics.HTTP_REQUESTS.labels("status", "404").inc()
+            return response(404, b"not found\n")
+        try:
+            async with asyncio.timeout(self.status_timeout):
+                snapshot = await self.status()
+        except TimeoutError:
+            metrics.HTTP_REQUESTS.labels("status", "503").inc()
+            return response(503, b"status not available now\n", headers=(("Retry-After", "5"),))
+        except Exception as e:  # a bug in the provider must not take the listener down
+            if not self._status_failed:
+                log.exception("status page: %s", type(e).__name__)
+            self._status_failed = True
+            metrics.HTTP_REQUESTS.labels("status", "500").inc()
+            return response(500, b"status not available\n")
+        self._status_failed = False
+        metrics.HTTP_REQUESTS.labels("status", "200").inc()
+        if what == "status.json":
+            return response(200, statuspage.render_json(snapshot),
+                            content_type="application/json", headers=PAGE_HEADERS,
+                            head_only=head_only)
+        return response(200, statuspage.render_html(snapshot).encode(),
+                        content_type="text/html; charset=utf-8",
+                        headers=(*PAGE_HEADERS, ("Content-Security-Policy", statuspage.CSP)),
+                        head_only=head_only)
 
     def hook(self, name: str, req: Request, body: bytes) -> bytes:
         svc = self.daemon.services.get(name)
@@ -274,7 +320,8 @@ class HttpServer:
         return response(202, f"reconcile of {name} queued\n".encode())
 
 
-async def start(daemon: Daemon, host: str, port: int) -> HttpServer:
-    server = HttpServer(daemon)
+async def start(daemon: Daemon, host: str, port: int,
+                status: StatusProvider | None = None) -> HttpServer:
+    server = HttpServer(daemon, status=status)
     await server.start(host, port)
     return server

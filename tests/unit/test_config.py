@@ -122,3 +122,53 @@ def test_only_one_import() -> None:
 def test_unreadable_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match="can not read"):
         config.load(tmp_path / "missing.toml")
+
+
+# -- notify ----------------------------------------------------------------------------
+
+SECRET_URL = "json://hookuser:hunter2-pass@127.0.0.1:9/path?-X-Token=t0psecret"
+
+
+def test_notify_default_and_per_service() -> None:
+    text = (f'notify = ["{SECRET_URL}"]\n' + BASE
+            + BASE.replace('"svc"', '"own"') + 'notify = ["form://127.0.0.1:9/x"]\n'
+            + BASE.replace('"svc"', '"quiet"') + "notify = []\n")
+    cfg = parse(text)
+    assert cfg.notify == (SECRET_URL,)
+    assert cfg.notify_urls("svc") == (SECRET_URL,)  # the default
+    assert cfg.notify_urls("own") == ("form://127.0.0.1:9/x",)
+    assert cfg.notify_urls("quiet") == ()  # an empty list of its own: none
+    assert cfg.notify_urls("nosuch") == ()
+    assert cfg.get("svc").notify is None  # type: ignore[union-attr]
+    own = cfg.get("own")
+    assert own is not None and "form://127.0.0.1:9/x" in own.secrets()
+    # URLs may carry credentials: never in a repr (a debug line, a traceback)
+    assert "hunter2" not in repr(cfg) and "127.0.0.1:9/x" not in repr(own)
+
+
+def test_a_go_pgo_file_parses_without_notify() -> None:
+    cfg = parse(ORIGINAL)
+    assert cfg.notify == () and cfg.notify_urls("pgo") == ()
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ('notify = "json://127.0.0.1/"\n' + BASE, "pgo.toml: key 'notify': must be a list"),
+    ("notify = [3]\n" + BASE, "pgo.toml: key 'notify': entry 1 must be a string"),
+    ('notify = ["json://127.0.0.1/", "https://user:hunter2-pass@example.org/x"]\n' + BASE,
+     "pgo.toml: key 'notify': entry 2: not a URL Apprise understands (scheme 'https')"),
+    (BASE + 'notify = ["foo://hunter2-pass@x"]\n',
+     "pgo.toml: service svc: key 'notify': entry 1: not a URL Apprise understands "
+     "(scheme 'foo')"),
+    (BASE + 'notify = ["hunter2-pass"]\n',
+     "pgo.toml: service svc: key 'notify': entry 1: not an Apprise URL (SCHEME://...)"),
+    (BASE + 'notify = ["json://"]\n', "service svc: key 'notify': entry 1: not a URL"),
+])
+def test_notify_mistakes_name_the_key_never_the_url(text: str, expect: str,
+                                                    capsys: pytest.CaptureFixture[str]
+                                                    ) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(text)
+    assert expect in str(e.value)
+    assert "hunter2" not in str(e.value)
+    out = capsys.readouterr()
+    assert "hunter2" not in out.out + out.err  # Apprise's own complaints go nowhere

@@ -137,6 +137,9 @@ def test_body_length_at_the_cap_is_accepted():
     ("GET", "/metrics", ("metrics", "")),
     ("HEAD", "/metrics", ("metrics", "")),
     ("POST", "/hooks/web-1", ("hook", "web-1")),
+    ("GET", "/", ("status", "")),
+    ("HEAD", "/", ("status", "")),
+    ("GET", "/status.json", ("status.json", "")),
 ])
 def test_routes(method, path, expected):
     assert route(method, path) == expected
@@ -150,7 +153,9 @@ def test_routes(method, path, expected):
     ("POST", "/hooks/Web", 404),
     ("POST", "/hooks/a/b", 404),
     ("POST", "/hooks/../x", 404),
-    ("GET", "/", 404),
+    ("POST", "/", 405),
+    ("GET", "/index.html", 404),
+    ("GET", "/status.json/", 404),
     ("GET", "/metrics/", 404),
 ])
 def test_bad_routes(method, path, status):

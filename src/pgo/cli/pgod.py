@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="pgod",
         description="Track git repositories and keep their compose projects running. "
-        "`pgod check ...` validates a config or judges a compose project (see pgod(8)).",
+        "`pgod check ...` validates a config or judges a compose project; "
+        "`pgod notify-test -c CONFIG NAME` sends a test notification (see pgod(8)).",
     )
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (%(default)s)")
     p.add_argument("-d", "--dir", default=DEFAULT_DIR,
@@ -68,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
                    help="SSH listen address (%(default)s; 'off' disables)")
     p.add_argument("-m", "--metric", default=":9112", type=_addr,
                    help="metrics and webhook listen address (%(default)s; 'off' disables)")
+    p.add_argument("--status-page", default=True, type=_flag, nargs="?", const=True,
+                   help="serve the status page (GET / and /status.json) on -m's listener "
+                   "(default true; false turns it off)")
     p.add_argument("-t", "--duration", default="5m", type=_duration,
                    help="poll interval, Go-style: 10s, 5m, 1m30s (%(default)s)")
     p.add_argument("--restart", default=True, type=_flag, nargs="?", const=True,
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         from pgo.cli import check
 
         sys.exit(check.main(args_list[1:]))
+    if args_list[:1] == ["notify-test"]:
+        from pgo.cli import notifytest
+
+        sys.exit(notifytest.main(args_list[1:]))
     args = parser().parse_args(args_list)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
