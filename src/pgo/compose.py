@@ -12,6 +12,8 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
+import re
 import shutil
 import subprocess
 import time
@@ -75,6 +77,9 @@ class Model:
 
     text: str
     data: dict[str, Any]
+    # (what, path) of the files compose read to build the model besides those the model
+    # names itself: the compose file, .env, include and extends files
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -101,27 +106,83 @@ class Model:
 # inlines into the model it prints (`environment`, `labels`): the printed model no longer
 # says which files they were.
 READ_FILE_KEYS = ("env_file", "label_file")
+# The variables pgod itself puts in compose's environment: they win over a .env file, so a
+# path written with them is known before compose interpolates it.
+KNOWN_VARS = ("PGO_DATA", "PGO_SERVICE")
+_VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
-def with_read_files(model: dict[str, Any], raw: Any) -> dict[str, Any]:
-    """`model` with each service's env_file and label_file paths put back as compose printed
-    them before interpolation (absolute, `${...}` left as written), so that the policy can
-    judge which host files the compose tool reads into the container. Compose v2 only:
-    v1 inlines them even with --no-interpolate."""
+def with_read_files(model: dict[str, Any], raw: Any, written: Any = None,
+                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`model` with each service's env_file and label_file paths put back as compose opens
+    them, so that the policy can judge which host files the compose tool reads into the
+    container. `raw` is compose's view before interpolation (`--no-interpolate`: absolute,
+    `${...}` left as written); for a path with `${...}` in it, `written` (the same view with
+    `--no-path-resolution`) tells what was written, and the variables of `env` that pgod
+    sets (PGO_DATA, PGO_SERVICE) are put in. A path that still holds `$` is left so (the
+    policy refuses it). Compose v2 only: v1 inlines them even with --no-interpolate."""
     raw_services = raw.get("services") if isinstance(raw, dict) else None
     services = model.get("services")
     if not isinstance(raw_services, dict) or not isinstance(services, dict):
         return model
+    written_services = written.get("services") if isinstance(written, dict) else None
+    known = {k: v for k, v in (env or {}).items() if k in KNOWN_VARS}
     for name, raw_svc in raw_services.items():
         svc = services.get(name)
         if not isinstance(raw_svc, dict) or not isinstance(svc, dict):
             continue
+        as_written = written_services.get(name) if isinstance(written_services, dict) else None
         for key in READ_FILE_KEYS:
-            entries = raw_svc.get(key)
-            if entries:
-                svc[key] = [e.get("path") if isinstance(e, dict) else e
-                            for e in (entries if isinstance(entries, list) else [entries])]
+            paths = _read_file_paths(raw_svc.get(key))
+            if not paths:
+                continue
+            spelled = _read_file_paths(as_written.get(key)) if isinstance(as_written, dict) \
+                else []
+            if len(spelled) != len(paths):
+                spelled = [None] * len(paths)
+            svc[key] = [_opened_path(p, w, known) for p, w in zip(paths, spelled, strict=True)]
     return model
+
+
+def _interpolated_read_files(raw: Any) -> bool:
+    """Whether an env or label file path of compose's uninterpolated view holds `$`."""
+    services = raw.get("services") if isinstance(raw, dict) else None
+    return isinstance(services, dict) and any(
+        isinstance(p, str) and "$" in p
+        for svc in services.values() if isinstance(svc, dict)
+        for key in READ_FILE_KEYS for p in _read_file_paths(svc.get(key)))
+
+
+def _read_file_paths(entries: Any) -> list[Any]:
+    if not entries:
+        return []
+    return [e.get("path") if isinstance(e, dict) else e
+            for e in (entries if isinstance(entries, list) else [entries])]
+
+
+def _opened_path(resolved: Any, written: Any, env: Mapping[str, str]) -> Any:
+    """The path compose opens for an env or label file: `resolved` as compose made it
+    absolute before interpolation; `written` as the compose file spells it."""
+    if not isinstance(resolved, str) or "$" not in resolved:
+        return resolved
+    if not isinstance(written, str) or "$$" in written:
+        return resolved
+    value = _VAR_RE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), written)
+    if "$" in value:
+        return resolved
+    if value.startswith("/"):  # interpolated first, then taken as it is (absolute)
+        return value
+    # compose joined the written path to the directory it is relative to (and cleaned it,
+    # as Go's filepath.Join does): take that directory back
+    spelled = posixpath.normpath(written)
+    if spelled.startswith("..") or not resolved.endswith("/" + spelled):
+        return resolved
+    return _clean(posixpath.join(resolved[:-len(spelled) - 1], value))
+
+
+def _clean(path: str) -> str:
+    """Go's filepath.Clean of an absolute path."""
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 # The Docker Engine's own socket: the daemon `docker` and `docker compose` talk to when
@@ -281,7 +342,11 @@ class Project:
             if not isinstance(data, dict):
                 raise ComposeError("compose config printed no model")
             if raw is not None:
-                data = with_read_files(data, await raw)
+                uninterpolated = await raw
+                written = None
+                if _interpolated_read_files(uninterpolated):
+                    written = await self._uninterpolated("--no-path-resolution")
+                data = with_read_files(data, uninterpolated, written, self.env)
         finally:
             if raw is not None and not raw.done():
                 raw.cancel()
@@ -297,11 +362,11 @@ class Project:
                 text += yaml.safe_dump({"x-pgo": ext})
         return Model(text=text, data=data)
 
-    async def _uninterpolated(self) -> Any:
+    async def _uninterpolated(self, *args: str) -> Any:
         """The model before interpolation, as compose prints it (`--no-interpolate`): the
         only view in which it names the env and label files it reads."""
         try:
-            text = await self._run("config", "--no-interpolate", "--format", "json",
+            text = await self._run("config", "--no-interpolate", *args, "--format", "json",
                                    timeout=CONFIG_TIMEOUT)
             return json.loads(text)
         except (CommandError, ValueError) as e:

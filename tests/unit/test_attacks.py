@@ -3,21 +3,28 @@ function or the policy decides. Each test is an attack that once got through."""
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
-from pgo import compose, config, judge, policy
-from pgo.policy import DATA, NAMES, NETWORKS
+from pgo import compose, config
+from pgo.compose import Model
+from pgo.policy import DATA, NAMES, NETWORKS, Violation, judge, other_services
+from pgo.policy.model import image_repository
 
 SERVICE = "web"
 CHECKOUT = "/var/lib/pgo/web"
 DATADIR = "/var/lib/pgo-data/web"
 
 
-def pol(others: tuple[str, ...] = (), networks: tuple[str, ...] = ()
-        ) -> policy.ServicePolicy:
-    return policy.ServicePolicy(service=SERVICE, root=False, allowed=(CHECKOUT, DATADIR),
-                                networks=networks, project_dir=CHECKOUT, others=others)
+def lexical(path: str) -> str:
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def check(m: dict[str, Any], others: tuple[str, ...] = (), networks: tuple[str, ...] = (),
+          routes: dict[str, str] | None = None, service: str = SERVICE) -> list[Violation]:
+    return judge(Model("", m), service, "team", networks, Path(CHECKOUT), Path(DATADIR),
+                 routes, others=others, resolve=lexical)
 
 
 def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
@@ -25,8 +32,9 @@ def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
             **top}
 
 
-def rules(m: dict[str, Any], p: policy.ServicePolicy | None = None) -> set[str]:
-    return {v.rule for v in policy.check(m, p or pol())}
+def rules(m: dict[str, Any], others: tuple[str, ...] = (), networks: tuple[str, ...] = (),
+          **kw: Any) -> set[str]:
+    return {v.rule for v in check(m, others, networks, **kw)}
 
 
 # -- a project name that is a prefix of another's: `web` and `web_api` -------------------------
@@ -36,20 +44,20 @@ def test_volume_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
     # web_api's volume `data` is web_api_data; web can name it, declare it external, or
     # get it from compose by the key `api_data`
     for vol in ({"external": True, "name": "web_api_data"}, {"name": "web_api_data"}):
-        assert DATA in rules(model({"volumes": ["d:/d"]}, volumes={"d": vol}), pol(others))
+        assert DATA in rules(model({"volumes": ["d:/d"]}, volumes={"d": vol}), others)
     m = model({"volumes": ["api_data:/d"]}, volumes={"api_data": {}})
-    assert DATA in rules(m, pol(others))
+    assert DATA in rules(m, others)
     # its own volumes, also ones with `_` in the key, stay its own
     m = model({"volumes": ["db_data:/d"]}, volumes={"db_data": {}})
-    assert rules(m, pol(others)) == set()
-    assert rules(m, pol(("we", "other", "webx_api"))) == set()
+    assert rules(m, others) == set()
+    assert rules(m, ("we", "other", "webx_api")) == set()
 
 
 def test_network_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
     # (with an empty `networks` list in pgo.toml any shared network may be joined)
     m = model({"networks": ["api_default"]}, networks={"api_default": {}})
-    assert rules(m, pol(networks=("proxy",))) == set()
-    assert rules(m, pol(("web_api",), ("proxy",))) != set()  # web_api's default network
+    assert rules(m, networks=("proxy",)) == set()
+    assert rules(m, ("web_api",), ("proxy",)) != set()  # web_api's default network
 
 
 def test_judge_learns_the_other_services_from_the_data_dirs(tmp_path: Path) -> None:
@@ -57,10 +65,10 @@ def test_judge_learns_the_other_services_from_the_data_dirs(tmp_path: Path) -> N
     for d in (datadir / "web", datadir / "web_api", root / "web", root / ".pgo"):
         d.mkdir(parents=True)
     m = model({"volumes": ["d:/d"]}, volumes={"d": {"external": True, "name": "web_api_db"}})
-    found = judge.judge(m, "web", "team", (), root / "web", datadir / "web")
+    found = judge(Model("", m), "web", "team", (), root / "web", datadir / "web")
     assert [v.rule for v in found] == [DATA]
     assert "web_api_db" in str(found[0])
-    assert judge.other_services("web", root / "web", datadir / "web") == ("web_api",)
+    assert other_services("web", root / "web", datadir / "web") == ("web_api",)
 
 
 # -- a bind below a path a container can write: swapped for a symlink before a restart ----------
@@ -71,7 +79,7 @@ def bind(source: str, target: str, ro: bool = False) -> dict[str, Any]:
 
 def test_bind_below_a_writable_bind_is_refused() -> None:
     m = model({"volumes": [bind(DATADIR, "/data"), bind(f"{DATADIR}/db", "/db", ro=True)]})
-    [v] = policy.check(m, pol())
+    [v] = check(m)
     assert v.rule == DATA and "lies inside" in v.message
     # the same paths side by side, or the outer one read-only: nothing can be swapped
     m = model({"volumes": [bind(DATADIR, "/data", ro=True), bind(f"{DATADIR}/db", "/db")]})
@@ -110,7 +118,7 @@ def test_a_build_can_not_replace_an_image_another_project_runs() -> None:
     built = {"build": {"context": CHECKOUT}}
     # the shared base image, an official image, another team's image, through a registry
     for image in ("local/busybox:1", "postgres:16", "web-api-app", "docker.io/library/web:1"):
-        assert NAMES in rules(model({**built, "image": image}), pol(("web-api",))), image
+        assert NAMES in rules(model({**built, "image": image}), ("web-api",)), image
     assert NAMES in rules(model({**built, "image": "web-app", "build": {
         "context": CHECKOUT, "tags": ["web-app:2", "local/busybox:1"]}}))
     # compose's own name for it, web-app, and names under the project's own
@@ -118,24 +126,24 @@ def test_a_build_can_not_replace_an_image_another_project_runs() -> None:
         m = model({**built, "image": image})
         if image is None:
             del m["services"]["app"]["image"]
-        assert rules(m, pol(("web-api", "we"))) == set(), image
+        assert rules(m, ("web-api", "we")) == set(), image
 
 
 def test_a_project_whose_name_extends_ours_owns_its_names() -> None:
     # `web` must not name a compose service so that its containers and built images are
     # `web-api`'s (web-api-app-1, image web-api-app)
     m = {"name": SERVICE, "services": {"api-app": {"image": "local/busybox:1"}}}
-    assert NAMES in rules(m, pol(("web-api",)))
-    assert rules(m, pol(("web-apix", "api"))) == set()
+    assert NAMES in rules(m, ("web-api",))
+    assert rules(m, ("web-apix", "api")) == set()
     m = {"name": SERVICE, "services": {"x": {"image": "web-api-x", "build": {"context": "."}}}}
-    assert NAMES in rules(m, pol(("web-api",)))
+    assert NAMES in rules(m, ("web-api",))
 
 
 def test_container_name_of_another_project() -> None:
-    assert NAMES in rules(model({"container_name": "mail-web-1"}), pol(("mail",)))
-    assert NAMES in rules(model({"container_name": "web_api_app_1"}), pol(("web_api",)))
+    assert NAMES in rules(model({"container_name": "mail-web-1"}), ("mail",))
+    assert NAMES in rules(model({"container_name": "web_api_app_1"}), ("web_api",))
     for name in ("web-app", "postgres", "webmail"):
-        assert rules(model({"container_name": name}), pol(("mail", "web_api"))) == set()
+        assert rules(model({"container_name": name}), ("mail", "web_api")) == set()
 
 
 def test_image_repository() -> None:
@@ -143,7 +151,7 @@ def test_image_repository() -> None:
                       ("Team/App:1@sha256:ab", "team/app"), ("localhost/web", "web"),
                       ("registry.example.org:5000/web/app:2", "web/app"),
                       ("localhost:5000/web", "web"), ("web/app:x/y", "web/app:x/y")):
-        assert policy.image_repository(ref) == repo, ref
+        assert image_repository(ref) == repo, ref
 
 
 # -- files the compose tool reads on the host into the container ---------------------------------
@@ -167,6 +175,24 @@ def test_the_files_compose_read_are_put_back_into_the_model() -> None:
     assert compose.with_read_files(printed, "not a model") is printed
 
 
+def test_env_file_paths_are_the_ones_compose_opens() -> None:
+    """Before interpolation compose makes `${PGO_DATA}/a.env` relative to the project
+    (/co/${PGO_DATA}/a.env); after it, the path is absolute. The path judged is the one
+    compose opens: pgod's own variables put in, the rest refused as written."""
+    env = {"PGO_DATA": "/data/web", "PGO_SERVICE": "web", "OTHER": "/etc"}
+    written = ["${PGO_DATA}/a.env", "./${PGO_DATA}/b.env", "conf/$PGO_SERVICE.env",
+               "${OTHER}/passwd", "$${PGO_DATA}/c.env", "plain.env"]
+    raw = ["/co/${PGO_DATA}/a.env", "/co/${PGO_DATA}/b.env", "/co/conf/$PGO_SERVICE.env",
+           "/co/${OTHER}/passwd", "/co/$${PGO_DATA}/c.env", "/co/plain.env"]
+    printed: dict[str, Any] = {"services": {"app": {}}}
+    out = compose.with_read_files(printed, {"services": {"app": {"env_file": raw}}},
+                                  {"services": {"app": {"env_file": written}}}, env)
+    assert out["services"]["app"]["env_file"] == [
+        "/data/web/a.env", "/co/data/web/b.env", "/co/conf/web.env", "/co/${OTHER}/passwd",
+        "/co/$${PGO_DATA}/c.env", "/co/plain.env"]
+    assert DATA in rules(model({"env_file": ["/co/${OTHER}/passwd"]}))
+
+
 # -- names on a shared network ---------------------------------------------------------------
 
 def test_a_container_can_not_answer_for_another_services_url_target() -> None:
@@ -174,8 +200,7 @@ def test_a_container_can_not_answer_for_another_services_url_target() -> None:
     answers there for every project's service names, container names and aliases: a
     container of `web` called `frontend` would get part of shop's traffic."""
     routes = {"frontend": "shop"}
-    p = policy.ServicePolicy(service=SERVICE, root=False, allowed=(CHECKOUT, DATADIR),
-                             networks=("proxy",), project_dir=CHECKOUT, routes=routes)
+    p: dict[str, Any] = {"networks": ("proxy",), "routes": routes}
     proxy = {"proxy": {"external": True}, "default": {}}
 
     def on_proxy(name: str, svc: dict[str, Any]) -> dict[str, Any]:
@@ -183,23 +208,22 @@ def test_a_container_can_not_answer_for_another_services_url_target() -> None:
             name: {"image": "local/busybox:1", "networks": {"default": None, "proxy": None},
                    **svc}}}
 
-    assert NETWORKS in rules(on_proxy("frontend", {}), p)
-    assert NETWORKS in rules(on_proxy("Frontend", {}), p)
-    assert NETWORKS in rules(on_proxy("app", {"container_name": "frontend"}), p)
+    assert NETWORKS in rules(on_proxy("frontend", {}), **p)
+    assert NETWORKS in rules(on_proxy("Frontend", {}), **p)
+    assert NETWORKS in rules(on_proxy("app", {"container_name": "frontend"}), **p)
     m = on_proxy("app", {})
     m["services"]["app"]["networks"]["proxy"] = {"aliases": ["www", "frontend"]}
-    assert NETWORKS in rules(m, p)
+    assert NETWORKS in rules(m, **p)
     m["services"]["app"]["network_mode"] = "proxy"
     del m["services"]["app"]["networks"]
     m["services"]["app"]["container_name"] = "frontend"
-    assert NETWORKS in rules(m, p)
+    assert NETWORKS in rules(m, **p)
     # the same names on the project's own network only, or its own url targets: fine
     own = {"name": SERVICE, "services": {"frontend": {"image": "local/busybox:1"}}}
-    assert rules(own, p) == set()
-    assert rules(on_proxy("app", {}), p) == set()
-    mine = policy.ServicePolicy(service="shop", root=False, allowed=(CHECKOUT, DATADIR),
-                                networks=("proxy",), project_dir=CHECKOUT, routes={})
-    assert rules({**on_proxy("frontend", {}), "name": "shop"}, mine) == set()
+    assert rules(own, **p) == set()
+    assert rules(on_proxy("app", {}), **p) == set()
+    assert rules({**on_proxy("frontend", {}), "name": "shop"}, networks=("proxy",),
+                 service="shop") == set()
 
 
 def test_routes_of_others_come_from_the_config() -> None:
