@@ -103,6 +103,26 @@ def test_file_or_volume_device_below_a_writable_bind_is_refused() -> None:
     assert DATA in rules(m)
 
 
+def test_a_volume_device_is_absolute_plain_and_never_the_checkouts_git() -> None:
+    """dockerd takes a local volume's bind device as written: relative from its own working
+    directory (/ under systemd), `..` after whatever symlink is on the way; and any
+    container that mounts the volume may write it."""
+    def vol(device: str) -> dict[str, Any]:
+        return model({"volumes": ["v:/v"]}, volumes={"v": {"driver_opts": {
+            "type": "none", "o": "bind", "device": device}}})
+    assert rules(vol(f"{DATADIR}/v")) == set()
+    assert rules(vol(f"{CHECKOUT}/conf")) == set()
+    for device in ("etc", "./conf", "~/x", f"{CHECKOUT}/src/../../../etc", f"{DATADIR}/./v",
+                   f"{CHECKOUT}/.git", f"{CHECKOUT}/.git/hooks", CHECKOUT, "/var/lib/pgo"):
+        assert DATA in rules(vol(device)), device
+    [v] = check(vol("etc"))
+    assert v.message == ("volume v binds 'etc', a relative path: dockerd would take it from "
+                         "its own working directory, not the checkout; write it absolute "
+                         "(${PGO_DATA}/...) or use a bind mount")
+    [v] = check(vol(f"{CHECKOUT}/.git"))
+    assert "holds the checkout's .git" in v.message
+
+
 def test_volume_subpath_may_not_leave_the_volume() -> None:
     def sub(path: str) -> dict[str, Any]:
         return model({"volumes": [{"type": "volume", "source": "v", "target": "/v",

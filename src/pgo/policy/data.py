@@ -143,10 +143,32 @@ def volume(f: Findings, key: str, vol: Mapping[str, Any]) -> None:
         if str(k) not in ("type", "o", "device"):
             f.add("", DATA, f"{what}: driver option {k!r} is not judged safe")
     if dev:
-        f.judge_path("", f"{what} binds", dev)
+        _device(f, what, dev)
     elif str(opts.get("type", "")) != "tmpfs":
         f.add("", DATA, f"{what} mounts {opts.get('device', '')!r} as "
                         f"{opts.get('type', '')!r}: a device or network file system of the host")
+
+
+def _device(f: Findings, what: str, dev: str) -> None:
+    """The host path a local volume binds. dockerd (root) takes it as written, at every
+    start of a container that mounts the volume: a relative path from its own working
+    directory (`/` under systemd, so `etc` is the host's /etc), `..` without the policy's
+    eyes. So it is absolute, plain, and judged like a bind source; and as any container
+    that mounts a volume may write it, it never holds the checkout's .git."""
+    if not dev.startswith("/"):
+        f.add("", DATA, f"{what} binds {dev!r}, a relative path: dockerd would take it from "
+                        "its own working directory, not the checkout; write it absolute "
+                        "(${PGO_DATA}/...) or use a bind mount")
+        return
+    if any(part in (".", "..") for part in dev.split("/")):
+        f.add("", DATA, f"{what} binds {dev}: dockerd takes `.` and `..` in a volume's "
+                        "device as written; write the path without them")
+        return
+    real = f.judge_path("", f"{what} binds", dev)
+    if real is not None and holds_git(f, real):
+        f.add("", DATA, f"{what} binds {dev}, which holds the checkout's .git (git runs "
+                        "there on the host) and any container mounting the volume may "
+                        "write it: bind-mount the checkout read_only, or a subdirectory")
 
 
 def file_object(f: Findings, kind: str, key: str, obj: Mapping[str, Any]) -> None:
@@ -177,7 +199,7 @@ def nested(f: Findings) -> None:
                 writable.append(real)
     for key, vol in f.volumes.items():
         dev = bind_device(as_map(as_map(vol).get("driver_opts")))
-        if dev:
+        if dev.startswith("/"):  # (a relative one is refused as such)
             mounted.append(("", f"volume {key} binds", dev))
             real = f.real(dev)
             if real is not None:
