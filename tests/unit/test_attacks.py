@@ -60,6 +60,32 @@ def test_network_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
     assert rules(m, ("web_api",), ("proxy",)) != set()  # web_api's default network
 
 
+def test_another_projects_network_is_never_joined_nor_made() -> None:
+    """Whatever the `networks` list allows, a network that another pgo service's project
+    makes (OTHER_*) is not joined, made first, nor named: a container there reaches that
+    project's containers and answers for their names (an alias `db`)."""
+    others = ("shop",)
+    theirs = {"theirs": {"external": True, "name": "shop_default"}, "default": {}}
+    m = model({"networks": {"default": None, "theirs": {"aliases": ["db"]}}}, networks=theirs)
+    [v] = check(m, others)
+    assert v.rule == NETWORKS and v.message == (
+        "network theirs is 'shop_default', a network of service shop's project: its "
+        "containers would be reachable from this one, and names there answerable by it")
+    assert NETWORKS in rules(m, others, networks=("shop_default",))
+    made = model({"networks": ["n"]}, networks={"n": {"name": "shop_default"}})
+    assert NETWORKS in rules(made, others)
+    assert NETWORKS in rules(model({"network_mode": "shop_default"}), others)
+    # a network the administrator made stays joinable, even one called like a service
+    proxy = model({"networks": ["default", "proxy"]},
+                  networks={"proxy": {"external": True}, "default": {}})
+    assert rules(proxy, ("proxy", "shop")) == set()
+    # and a network the project makes is named as its own: any other name is one another
+    # project could join
+    [v] = check(model({"networks": ["n"]}, networks={"n": {"name": "shared"}}))
+    assert v.rule == NETWORKS and "would be made as 'shared'" in v.message
+    assert rules(model({"networks": ["n"]}, networks={"n": {"name": "web_n"}})) == set()
+
+
 def test_judge_learns_the_other_services_from_the_data_dirs(tmp_path: Path) -> None:
     datadir, root = tmp_path / "data", tmp_path / "pgo"
     for d in (datadir / "web", datadir / "web_api", root / "web", root / ".pgo"):

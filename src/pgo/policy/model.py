@@ -123,13 +123,20 @@ class Findings:
         return not any(len(o) > len(mine) and name.startswith(f"{o}_")
                        for o in self.service.others)
 
-    def owner(self, name: str, separators: tuple[str, ...] = ("-", "_", "/")) -> str | None:
-        """The pgo service a machine-wide name (an image repository, a container, a network)
-        belongs to: the longest service name it is, or starts with followed by a separator
-        (compose names images and containers PROJECT-SERVICE, v1 PROJECT_SERVICE, volumes
-        and networks PROJECT_KEY); None for nobody's."""
+    def owner(self, name: str) -> str | None:
+        """The pgo service a machine-wide name (an image repository, a container) belongs
+        to: the longest service name it is, or starts with followed by `-`, `_` or `/`
+        (compose names them PROJECT-SERVICE, v1 PROJECT_SERVICE); None for nobody's."""
         claims = [o for o in (self.service.name, *self.service.others)
-                  if name == o or name.startswith(tuple(o + s for s in separators))]
+                  if name == o or name.startswith((f"{o}-", f"{o}_", f"{o}/"))]
+        return max(claims, key=len, default=None)
+
+    def network_owner(self, name: str) -> str | None:
+        """The pgo service whose project makes a network of that name (PROJECT_KEY): the
+        longest service name it starts with followed by `_`; None for nobody's (a network
+        the administrator made, such as `proxy`, even beside a service called proxy)."""
+        claims = [o for o in (self.service.name, *self.service.others)
+                  if name.startswith(f"{o}_")]
         return max(claims, key=len, default=None)
 
     def volume_name(self, key: str) -> str:

@@ -30,7 +30,14 @@ def network(f: Findings, key: str, net: Mapping[str, Any]) -> None:
     """A top-level network (not the host's: pgo.policy.namespaces judged that)."""
     what = f"network {key}"
     name = f.network_name(key)
-    if not f.own_network(key):
+    if _of_another_project(f, "", what, name):
+        pass
+    elif not external(net) and not f.own_name(name):
+        f.add("", NETWORKS, f"{what} would be made as {name!r}, not a name of the project's "
+                            f"own ({f.service.name}_*): another project could join it; a "
+                            "shared network is made by the administrator and declared "
+                            "external")
+    elif not f.own_network(key):
         allowed = f.service.networks
         if allowed and name not in allowed:
             f.add("", NETWORKS, f"{what} is the shared network {name!r}, not one of this "
@@ -54,6 +61,19 @@ def network(f: Findings, key: str, net: Mapping[str, Any]) -> None:
                 f.add("", NETWORKS, f"{what}: {k} {as_map(pool)[k]} is not a private "
                                     "range: the host would route those public addresses "
                                     "into the project")
+
+
+def _of_another_project(f: Findings, where: str, what: str, name: str) -> bool:
+    """A network named as another pgo service's project makes (OTHER_KEY): joining it, or
+    making it first, puts a container beside that project's own, reaching them and
+    answering for their names (an alias `db`), whatever the `networks` list allows."""
+    other = f.network_owner(name)
+    if other is None or other == f.service.name:
+        return False
+    f.add(where, NETWORKS, f"{what} is {name!r}, a network of service {other}'s project: "
+                           "its containers would be reachable from this one, and names there "
+                           "answerable by it")
+    return True
 
 
 def _private(text: str) -> bool:
@@ -80,7 +100,9 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
     elif mode:
         net = "bridge" if mode == "default" else mode
         allowed = f.service.networks
-        if allowed and net not in allowed:
+        if _of_another_project(f, name, f"network_mode {mode}", net):
+            pass
+        elif allowed and net not in allowed:
             f.add(name, NETWORKS, f"network_mode {mode}: the shared network {net!r} is "
                                   f"not one of this service's networks ({', '.join(allowed)})")
         shared.append((net, None))
