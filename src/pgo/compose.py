@@ -16,6 +16,7 @@ import posixpath
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,13 +26,30 @@ from typing import Any
 import yaml
 
 from pgo.errors import CommandError, ComposeError
-from pgo.runner import CommandRunner, RunAs, Sink, redact
+from pgo.runner import PATH, CommandRunner, RunAs, Sink, redact
 
 # The one list of default compose file names, in the order they are tried.
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 
 CONFIG_TIMEOUT = 120.0
 UP_TIMEOUT = 1800.0
+# The largest compose model pgod judges, as compose prints it. Real compose files are tens
+# of KiB (a project of 60 services: ~50 KiB), so 2 MiB leaves room for generated ones and
+# inline configs, while bounding what one team's commit (or `pgoctl //load`) costs everyone:
+# its JSON parses in ~40 ms, and the policy judges the worst model of that size (tens of
+# thousands of services or mounts) in about half a second on a 2-core machine. (A 9.5 MB
+# file, 800k items under an `x-` key, once held pgod's event loop for 24 s per judgement.)
+MAX_MODEL = 2 << 20
+# compose loads a model under this limit of its data memory (RLIMIT_DATA, by prlimit): a
+# file it reads that never ends (/dev/zero as an env_file or include) ends it within a second
+# instead of taking the machine's memory. (Measured: compose v2.40 printing a model of 12,000
+# services, 2.7 MB as JSON, peaked at 300 MiB.)
+CONFIG_MEMORY = 1 << 30
+PRLIMIT = shutil.which("prlimit", path=PATH)
+# The child that reads YAML for pgod (compose v1 prints nothing else) and answers in JSON.
+YAML_TO_JSON = ("import json, sys, yaml\n"
+                "load = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)\n"
+                "json.dump(yaml.load(sys.stdin.buffer, Loader=load), sys.stdout, default=str)\n")
 
 V2 = ("docker", "compose")
 V1 = ("docker-compose",)
@@ -142,6 +160,21 @@ def with_read_files(model: dict[str, Any], raw: Any, written: Any = None,
                 spelled = [None] * len(paths)
             svc[key] = [_opened_path(p, w, known) for p, w in zip(paths, spelled, strict=True)]
     return model
+
+
+def _yaml_model(text: str, what: str) -> dict[str, Any]:
+    try:
+        return _model(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    except yaml.YAMLError as e:
+        lines = str(e).strip().splitlines()
+        raise ComposeError(f"{what} printed unreadable YAML: {lines[-1] if lines else e}") \
+            from None
+
+
+def _model(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ComposeError("compose config printed no model")
+    return data
 
 
 def _interpolated_read_files(raw: Any) -> bool:
@@ -325,60 +358,110 @@ class Project:
         return res.stdout.decode("utf-8", "replace")
 
     async def config(self) -> Model:
-        """Load the model exactly as `up` will see it (interpolation, extends, include...)."""
-        # (v2: the view before interpolation, which names the files compose reads, is
-        # loaded alongside; it costs no extra time)
-        raw = asyncio.create_task(self._uninterpolated()) if self.binary != V1 else None
+        """Load the model exactly as `up` will see it (interpolation, extends, include...).
+
+        Compose v2 prints it twice, side by side: as YAML, the text a deployment is known by
+        (its digest, kept in the state since the first pgod), and as JSON, the model judged
+        (the C parser reads it in a fraction of the time PyYAML takes for the YAML), along
+        with the view before interpolation, which names the env and label files compose
+        reads. Compose v1 prints YAML only: that is parsed in a child process, off pgod's
+        event loop. A model larger than MAX_MODEL is refused unread."""
+        if self.binary == V1:
+            text = await self._config()
+            data = await self._parse_yaml(text, "compose config")
+            if "x-pgo" not in data:
+                # v1's `config` drops top-level extensions; x-pgo only steers restarts, so
+                # reading it from the file itself decides nothing about what may run.
+                ext = await self._raw_extension()
+                if ext is not None:
+                    data["x-pgo"] = ext
+                    text += yaml.safe_dump({"x-pgo": ext})
+            return Model(text=text, data=data)
+        printed = asyncio.create_task(self._config())
+        as_json = asyncio.create_task(self._config("--format", "json"))
+        raw = asyncio.create_task(self._uninterpolated())
+        tasks = (printed, as_json, raw)
         try:
+            text = await printed
             try:
-                text = await self._run("config", timeout=CONFIG_TIMEOUT)
-            except CommandError as e:
-                raise ComposeError(f"compose file does not load: {e.output.strip() or e}") \
-                    from None
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise ComposeError(f"compose config printed unreadable YAML: {e}") from None
-            if not isinstance(data, dict):
-                raise ComposeError("compose config printed no model")
-            if raw is not None:
-                uninterpolated = await raw
-                written = None
-                if _interpolated_read_files(uninterpolated):
-                    written = await self._uninterpolated("--no-path-resolution")
-                data = with_read_files(data, uninterpolated, written, self.env)
+                data = _model(json.loads(await as_json))
+            except (ComposeError, ValueError):
+                # (compose v2 can not print every model as JSON: a build `ssh` key file)
+                data = await self._parse_yaml(text, "compose config")
+            uninterpolated = await raw
+            written = None
+            if _interpolated_read_files(uninterpolated):
+                written = await self._uninterpolated("--no-path-resolution")
+            data = with_read_files(data, uninterpolated, written, self.env)
         finally:
-            if raw is not None and not raw.done():
-                raw.cancel()
-            if raw is not None:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ComposeError):
-                    await raw
-        if self.binary == V1 and "x-pgo" not in data:
-            # v1's `config` drops top-level extensions; x-pgo only steers restarts, so
-            # reading it from the file itself decides nothing about what may run.
-            ext = self._raw_extension()
-            if ext is not None:
-                data["x-pgo"] = ext
-                text += yaml.safe_dump({"x-pgo": ext})
+                    await task
         return Model(text=text, data=data)
+
+    async def _config(self, *args: str) -> str:
+        """`compose config ARGS` as printed, under CONFIG_MEMORY, at most MAX_MODEL long."""
+        argv = self.argv("config", *args)
+        if PRLIMIT is not None:
+            argv = [PRLIMIT, f"--data={CONFIG_MEMORY}", "--", *argv]
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
+                                    env=self.env, timeout=CONFIG_TIMEOUT, secrets=self.secrets,
+                                    service=self.name)
+        if res.returncode != 0:
+            output = redact(res.output, self.secrets)
+            if "out of memory" in output or "cannot allocate memory" in output:
+                raise ComposeError(f"compose file does not load: compose ran out of the "
+                                   f"{CONFIG_MEMORY >> 20} MiB it may use to load the model "
+                                   "(a file it reads is endless or huge)")
+            err = CommandError("compose config", res.returncode, output)
+            raise ComposeError(f"compose file does not load: {output.strip() or err}")
+        if len(res.stdout) > MAX_MODEL:
+            raise ComposeError(f"the compose model is {len(res.stdout) / 2**20:.1f} MiB as "
+                               f"compose prints it; pgod judges models up to "
+                               f"{MAX_MODEL >> 20} MiB")
+        return res.stdout.decode("utf-8", "replace")
+
+    async def _parse_yaml(self, text: str, what: str) -> dict[str, Any]:
+        """YAML compose printed, read in a child process: PyYAML holds the interpreter for
+        seconds on a model of a few MiB, and a thread would not give the event loop back.
+        (Where this interpreter can not be started again, e.g. `pgod check` as a user who
+        may not search the directory it lies in, a thread reads it.)"""
+        try:
+            res = await self.runner.run([sys.executable, "-I", "-c", YAML_TO_JSON],
+                                        stdin=text.encode(), timeout=CONFIG_TIMEOUT,
+                                        service=self.name)
+        except OSError:
+            return await asyncio.to_thread(_yaml_model, text, what)
+        if res.returncode != 0:
+            lines = res.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise ComposeError(f"{what} printed unreadable YAML: {lines[-1] if lines else ''}")
+        try:
+            return _model(json.loads(res.stdout))
+        except ValueError:
+            raise ComposeError(f"{what}: the YAML reader answered no model") from None
 
     async def _uninterpolated(self, *args: str) -> Any:
         """The model before interpolation, as compose prints it (`--no-interpolate`): the
         only view in which it names the env and label files it reads."""
         try:
-            text = await self._run("config", "--no-interpolate", *args, "--format", "json",
-                                   timeout=CONFIG_TIMEOUT)
+            text = await self._config("--no-interpolate", *args, "--format", "json")
             return json.loads(text)
-        except (CommandError, ValueError) as e:
-            raise ComposeError(f"compose file does not load without interpolation: {e}") \
+        except (ComposeError, ValueError) as e:
+            why = str(e).removeprefix("compose file does not load: ")
+            raise ComposeError(f"compose file does not load without interpolation: {why}") \
                 from None
 
-    def _raw_extension(self) -> Any:
+    async def _raw_extension(self) -> Any:
         try:
-            raw = yaml.safe_load(self.file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, ComposeError):
+            path = self.file
+            if path.stat().st_size > MAX_MODEL:
+                return None
+            raw = await self._parse_yaml(path.read_text(encoding="utf-8"), "the compose file")
+        except (OSError, UnicodeDecodeError, ComposeError, ValueError):
             return None
-        return raw.get("x-pgo") if isinstance(raw, dict) else None
+        return raw.get("x-pgo")
 
     async def pull(self) -> None:
         await self._run("pull", "--quiet", "--ignore-pull-failures")
