@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -218,6 +219,103 @@ def _clean(path: str) -> str:
     return "/" + posixpath.normpath(path).lstrip("/")
 
 
+# The most model files pgod follows includes and extends through.
+MAX_MODEL_FILES = 64
+# Include paths and extends files compose fetches from the network instead of this machine.
+REMOTE = ("git@", "github.com/")
+
+
+def _model_file_refs(doc: Any, wd: str, env: Mapping[str, str]
+                     ) -> list[tuple[str, str, str | None]]:
+    """(what, path, the directory it is relative to: None when it is not followed) of the
+    files a compose file's `include` and `extends` make compose read."""
+    if not isinstance(doc, dict):
+        return []
+    out: list[tuple[str, str, str | None]] = []
+
+    def place(value: Any, base: str) -> tuple[str, bool]:
+        text = _VAR_RE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), str(value))
+        if "$" in text or "://" in text or text.startswith(REMOTE):
+            return str(value), False
+        return (text if text.startswith("/") else _clean(posixpath.join(base, text))), True
+
+    includes = doc.get("include")
+    for entry in includes if isinstance(includes, list) else []:
+        entry = {"path": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict):
+            continue
+        paths = [place(p, wd) for p in _strings(entry.get("path"))]
+        project = None
+        if entry.get("project_directory"):
+            project, local = place(entry["project_directory"], wd)
+            out.append(("include project_directory", project, None))
+            project = project if local else None
+        elif paths and paths[0][1]:
+            project = posixpath.dirname(paths[0][0])
+        for path, local in paths:
+            out.append(("include", path, (project or posixpath.dirname(path)) if local
+                        else None))
+        env_files = _strings(entry.get("env_file"))
+        for env_file in env_files:
+            out.append(("include env_file", place(env_file, wd)[0], None))
+        if not env_files and project is not None:
+            out.append((".env", posixpath.join(project, ".env"), None))
+    services = doc.get("services")
+    for svc in services.values() if isinstance(services, dict) else []:
+        ext = svc.get("extends") if isinstance(svc, dict) else None
+        if isinstance(ext, dict) and ext.get("file"):
+            path, local = place(ext["file"], wd)
+            out.append(("extends file", path, posixpath.dirname(path) if local else None))
+    return out
+
+
+def _strings(v: Any) -> list[str]:
+    return [str(x) for x in (v if isinstance(v, list) else [v]) if x not in (None, "")]
+
+
+def _discovery_start(file: Path, workdir: Path, data: str | None) -> tuple[str, list[str]]:
+    """The compose file, absolute, and the real directories pgod reads model files in."""
+    roots = [os.path.realpath(workdir)] + ([os.path.realpath(data)] if data else [])
+    return os.path.abspath(file), roots
+
+
+def _read_regular(path: str, roots: list[str]) -> bytes | None:
+    """The bytes of a file that really lies in one of `roots` and is a regular file, else
+    None; refused when it is larger than MAX_MODEL. Opened without blocking: a FIFO is not
+    waited on."""
+    real = os.path.realpath(path)
+    if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+        return None
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size > MAX_MODEL:
+            raise ComposeError(f"{path} is {st.st_size / 2**20:.1f} MiB; pgod reads compose "
+                               f"files up to {MAX_MODEL >> 20} MiB")
+        return f.read(MAX_MODEL + 1)
+
+
+def _regular_or_absent(files: list[tuple[str, str]]) -> None:
+    """Compose would wait forever on a FIFO, or read a device without end."""
+    for what, path in files:
+        if "$" in path or "://" in path or path.startswith(REMOTE):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) or (what in (".env", "include project_directory")
+                                        and stat.S_ISDIR(st.st_mode)):  # (compose skips those)
+            continue
+        raise ComposeError(f"{what} {path} is not a regular file: compose would wait on "
+                           "it or read it without end")
+
+
 # The Docker Engine's own socket: the daemon `docker` and `docker compose` talk to when
 # nothing (DOCKER_HOST, a docker context) points elsewhere.
 ENGINE_SOCKET = "/var/run/docker.sock"
@@ -365,7 +463,13 @@ class Project:
         (the C parser reads it in a fraction of the time PyYAML takes for the YAML), along
         with the view before interpolation, which names the env and label files compose
         reads. Compose v1 prints YAML only: that is parsed in a child process, off pgod's
-        event loop. A model larger than MAX_MODEL is refused unread."""
+        event loop. A model larger than MAX_MODEL is refused unread.
+
+        Before compose runs, the files it will read to build the model (the compose file,
+        .env, include and extends files, include env files) are listed for the policy
+        (Model.files); a model file that is not a regular file (a FIFO compose would wait
+        on, a device it would read without end) stops the load there."""
+        files = await self._model_files()
         if self.binary == V1:
             text = await self._config()
             data = await self._parse_yaml(text, "compose config")
@@ -376,7 +480,7 @@ class Project:
                 if ext is not None:
                     data["x-pgo"] = ext
                     text += yaml.safe_dump({"x-pgo": ext})
-            return Model(text=text, data=data)
+            return Model(text=text, data=data, files=files)
         printed = asyncio.create_task(self._config())
         as_json = asyncio.create_task(self._config("--format", "json"))
         raw = asyncio.create_task(self._uninterpolated())
@@ -399,7 +503,50 @@ class Project:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ComposeError):
                     await task
-        return Model(text=text, data=data)
+        return Model(text=text, data=data, files=files)
+
+    async def _model_files(self) -> tuple[tuple[str, str], ...]:
+        """(what, path) of every file compose reads to build the model besides those the
+        model itself names, as compose v2 finds them: the compose file and its directory's
+        .env; each `include` entry's files (relative to the including project's directory),
+        its env files (default: the .env of its project_directory) and project_directory;
+        each `extends` file, relative to the file that names it, recursively. Paths are
+        absolute and not resolved (the policy resolves them); pgod's own variables are put
+        in, and a path still holding `$`, or a remote one, is listed as written (the policy
+        refuses those). pgod reads a file to look for more only where it really lies in the
+        checkout or the data directory."""
+        known = {k: v for k, v in self.env.items() if k in KNOWN_VARS}
+        main, roots = await asyncio.to_thread(
+            _discovery_start, self.file, self.workdir, self.env.get("PGO_DATA"))
+        found: list[tuple[str, str]] = [("the compose file", main),
+                                        (".env", posixpath.join(posixpath.dirname(main),
+                                                                ".env"))]
+        todo = [(main, posixpath.dirname(main))]  # (file, the directory it is relative to)
+        seen: set[str] = set()
+        while todo and len(seen) < MAX_MODEL_FILES:
+            path, wd = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            doc = await self._read_model_file(path, roots)
+            for what, value, base in _model_file_refs(doc, wd, known):
+                found.append((what, value))
+                if base is not None:
+                    todo.append((value, base))
+        await asyncio.to_thread(_regular_or_absent, found)
+        return tuple(dict.fromkeys(found))
+
+    async def _read_model_file(self, path: str, roots: list[str]) -> Any:
+        """The YAML of a model file in which compose may find more files to read, or None:
+        where it does not lie in the roots, is no regular file, names neither `include` nor
+        `extends`, or does not parse (compose says why)."""
+        data = await asyncio.to_thread(_read_regular, path, roots)
+        if data is None or (b"include" not in data and b"extends" not in data):
+            return None
+        try:
+            return await self._parse_yaml(data.decode("utf-8", "replace"), path)
+        except ComposeError:
+            return None
 
     async def _config(self, *args: str) -> str:
         """`compose config ARGS` as printed, under CONFIG_MEMORY, at most MAX_MODEL long."""

@@ -9,6 +9,7 @@ property tests on path spellings.
 from __future__ import annotations
 
 import asyncio
+import os
 import posixpath
 import shutil
 import subprocess
@@ -382,6 +383,64 @@ def test_env_file_under_pgo_data_is_judged_where_it_leads(tmp_path: Path) -> Non
     assert model.data["services"]["app"]["env_file"] == [f"{data}/app.env",
                                                           f"{checkout}/{SERVICE}.env"]
     assert judge(model, SERVICE, "team", (), checkout, data) == []
+
+
+# -- the files compose reads to build the model ------------------------------------------------
+
+@pytest.mark.skipif(not HAS_V2, reason="needs `docker compose` (v2)")
+def test_the_files_compose_reads_for_the_model_are_listed_and_judged(tmp_path: Path) -> None:
+    checkout, data = tmp_path / "co", tmp_path / "data" / SERVICE
+    (checkout / "inc").mkdir(parents=True)
+    data.mkdir(parents=True)
+    (checkout / "inc" / "db.yaml").write_text("services:\n  db:\n    image: local/busybox:1\n")
+    (checkout / "base.yaml").write_text("services:\n  base:\n    image: local/busybox:1\n")
+    (checkout / "include.env").write_text("X=1\n")
+    (checkout / "compose.yaml").write_text(
+        "include:\n  - path: inc/db.yaml\n    env_file: include.env\n"
+        "services:\n  app:\n    extends: {file: base.yaml, service: base}\n")
+    model = load(checkout, data)
+    assert model.files == (
+        ("the compose file", f"{checkout}/compose.yaml"), (".env", f"{checkout}/.env"),
+        ("include", f"{checkout}/inc/db.yaml"),
+        ("include env_file", f"{checkout}/include.env"),
+        ("extends file", f"{checkout}/base.yaml"))
+    assert judge(model, SERVICE, "team", (), checkout, data) == []
+    # the checkout's .env, committed as a symlink to a host file: compose reads it (as the
+    # service user) and interpolates its values into the model
+    (checkout / ".env").symlink_to("/etc/passwd")
+    [v] = judge(load(checkout, data), SERVICE, "team", (), checkout, data)
+    assert str(v) == (f"project: .env {checkout}/.env (really /etc/passwd) is outside "
+                      "the service's data and checkout [own-data]")
+
+
+def test_a_model_file_that_is_no_regular_file_stops_the_load(tmp_path: Path) -> None:
+    """A FIFO as .env (a container can make one in the data directory, and an include env
+    file may lie there): compose would wait on it until its timeout, holding the service."""
+    (tmp_path / "compose.yaml").write_text("services:\n  app:\n    image: local/busybox:1\n")
+    os.mkfifo(tmp_path / ".env")
+    with pytest.raises(ComposeError) as e:
+        load(tmp_path, tmp_path / "data")
+    assert str(e.value) == (f".env {tmp_path}/.env is not a regular file: compose would "
+                            "wait on it or read it without end")
+
+
+def test_model_files_are_judged_like_every_host_path() -> None:
+    files = [("include", "/etc/compose.yaml"), ("include", "git@github.com:o/r.git"),
+             ("include", "oci://registry.example/x:1"), ("extends file", f"{CHECKOUT}/${{X}}.yml")]
+    found = judge(Model("", model(), tuple(files)), SERVICE, "team", NETS, Path(CHECKOUT),
+                  DATADIR, others=(), resolve=lexical)
+    assert [v.rule for v in found] == [DATA] * 4
+    assert "compose would fetch it from the network" in found[1].message
+    assert "a path made by interpolation can not be judged" in found[3].message
+    # a file compose reads again at the next deploy may not lie where a container writes
+    writable = model({"volumes": [bind(f"{CHECKOUT}/deploy")]})
+    for what, path in ((".env", f"{CHECKOUT}/deploy/.env"),
+                       ("include", f"{CHECKOUT}/deploy/db.yaml")):
+        [v] = judge(Model("", writable, ((what, path),)), SERVICE, "team", NETS,
+                    Path(CHECKOUT), DATADIR, others=(), resolve=lexical)
+        assert v.rule == DATA and "it could change the model" in v.message
+    env = model({"volumes": [bind(str(DATADIR))], "env_file": [f"{DATADIR}/app.env"]})
+    assert DATA in {v.rule for v in check(env)}
 
 
 # -- properties: however a path is spelled, only where it leads counts ------------------------

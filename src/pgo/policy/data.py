@@ -178,6 +178,22 @@ def file_object(f: Findings, kind: str, key: str, obj: Mapping[str, Any]) -> Non
         f.judge_path("", f"{kind[:-1]} {key} file", path)
 
 
+def model_files(f: Findings) -> None:
+    """The files compose read to build the model (pgo.compose.Model.files): the compose
+    file, .env, include and extends files, include env files and project directories.
+    Compose reads them as the service's user, and what they hold becomes the model: a host
+    file there (a .env committed as a symlink to one) is read into it."""
+    for what, path in f.files:
+        if "://" in path or path.startswith(REMOTE_CONTEXTS):
+            f.add("", DATA, f"{what} {path}: compose would fetch it from the network, where "
+                            "the policy does not see it; keep it in the repository")
+        elif "$" in path:
+            f.add("", DATA, f"{what} {path}: a path made by interpolation can not be "
+                            "judged; write it without ${...} (but for ${PGO_DATA})")
+        else:
+            f.judge_path("", what, path)
+
+
 def nested(f: Findings) -> None:
     """A host path that a container of the project can write (a read-write bind mount, a
     volume that is a bind in disguise) may hold any other host path the project mounts
@@ -185,7 +201,10 @@ def nested(f: Findings) -> None:
     (`rm -r /data/db; ln -s / /data/db`), and dockerd follows that symlink as root the next
     time it starts a container (a restart policy, `pgoctl start`, a reboot), long after
     the paths were judged. So every bind source, config or secret file, and volume device
-    must not lie strictly below a writable one."""
+    must not lie strictly below a writable one, nor any file compose reads (an env or
+    label file, strictly below). A file compose reads to build the model (the compose file,
+    .env, an include) may not even be a writable one itself: a container could rewrite the
+    model between its judgement and the next deploy."""
     writable: list[str] = []
     mounted: list[tuple[str, str, str]] = []  # (compose service or "", what, path)
     for name, raw in f.services.items():
@@ -209,6 +228,10 @@ def nested(f: Findings) -> None:
             path = as_map(obj).get("file")
             if isinstance(path, str) and path:
                 mounted.append(("", f"{kind[:-1]} {key} file", path))
+    for name, raw in f.services.items():
+        for key in ("env_file", "label_file"):
+            mounted += [(str(name), key, str(p)) for p in as_list(as_map(raw).get(key))
+                        if "$" not in str(p)]
     for name, what, path in mounted:
         real = f.real(path)
         outer = next((w for w in writable if real is not None and real != w
@@ -218,3 +241,10 @@ def nested(f: Findings) -> None:
                               "write: it could put a symlink on the way before the next "
                               "start; mount the writable one read_only or use sibling "
                               "directories")
+    for what, path in f.files:
+        real = f.real(path) if path.startswith("/") and "$" not in path else None
+        outer = next((w for w in writable if real is not None and under(real, w)), None)
+        if outer is not None:
+            f.add("", DATA, f"{what} {path} lies in {outer}, which a container may write: "
+                            "it could change the model between its judgement and the next "
+                            "deploy; keep the files compose reads out of writable mounts")

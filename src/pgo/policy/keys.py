@@ -162,5 +162,6 @@ def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: S
                 rule(f, str(name), value)
         for judge in PER_SERVICE:
             judge(f, str(name), svc)
+    data.model_files(f)
     data.nested(f)
     return list(f.found)
