@@ -238,6 +238,12 @@ TABLE: list[tuple[str, dict[str, Any], str | None]] = [
     ("deploy limits", model({"deploy": {"resources": {"limits": {"cpus": "1"}}}}), None),
     ("cgroup_parent", model({"cgroup_parent": "machine.slice"}), PRIVILEGES),
     ("credential_spec", model({"credential_spec": {"file": "x.json"}}), PRIVILEGES),
+    ("build dockerfile on the host, git context", model({"build": {
+        "context": "git@github.com:o/r.git", "dockerfile": "/etc/passwd"},
+        "image": "polsvc-app"}), DATA),
+    ("build dockerfile in a remote context", model({"build": {
+        "context": "https://github.com/o/r.git", "dockerfile": "docker/Dockerfile"},
+        "image": "polsvc-app"}), None),
     ("build entitlements", model({"build": {"context": ".", "entitlements": ["network.host"]}}),
      PRIVILEGES),
     # ports

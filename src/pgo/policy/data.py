@@ -88,11 +88,14 @@ def build_paths(raw: Any) -> list[tuple[str, str]]:
     build = as_map(raw) if not isinstance(raw, str) else {"context": raw}
     out: list[tuple[str, str]] = []
     context = str(build.get("context") or "")
-    if context and "://" not in context and not context.startswith(REMOTE_CONTEXTS):
+    local = bool(context) and "://" not in context and not context.startswith(REMOTE_CONTEXTS)
+    dockerfile = str(build.get("dockerfile") or "")
+    if local:
         out.append(("build context", context))
-        dockerfile = str(build.get("dockerfile") or "")
-        if dockerfile:
-            out.append(("build dockerfile", posixpath.join(context, dockerfile)))
+    if dockerfile.startswith("/") or (dockerfile and local):
+        # an absolute Dockerfile is read from this machine whatever the context, even a
+        # git URL's; a relative one of a remote context lies in that context
+        out.append(("build dockerfile", posixpath.join(context if local else "/", dockerfile)))
     for key, value in items(build.get("additional_contexts")):
         ctx = str(value)
         if ctx.startswith("oci-layout://"):
