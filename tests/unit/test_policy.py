@@ -236,6 +236,21 @@ TABLE: list[tuple[str, dict[str, Any], str | None]] = [
      PRIVILEGES),
     ("develop watch", model({"develop": {"watch": [{"path": ".", "action": "rebuild"}]}}), None),
     ("deploy limits", model({"deploy": {"resources": {"limits": {"cpus": "1"}}}}), None),
+    ("ulimit rtprio in hard", model({"ulimits": {"rtprio": {"soft": 0, "hard": 1}}}),
+     PRIVILEGES),
+    ("ulimit nice above the host's", model({"ulimits": {"nice": 40}}), PRIVILEGES),
+    ("ulimit nice 20 (nice 0)", model({"ulimits": {"nice": 20}}), None),
+    ("ulimit rttime", model({"ulimits": {"rttime": -1}}), None),
+    ("ulimit memlock 64 KiB", model({"ulimits": {"memlock": 65536}}), None),
+    ("ulimit memlock within deploy limits", model({"ulimits": {"memlock": -1}, "deploy": {
+        "resources": {"limits": {"memory": "1g"}}}}), None),
+    ("ulimit nofile", model({"ulimits": {"nofile": {"soft": 1024, "hard": 1048576}}}), None),
+    ("ulimit not a number", model({"ulimits": {"nofile": "lots"}}), UNKNOWN),
+    ("build ulimit rtprio", model({"build": {"context": ".", "ulimits": {"rtprio": 50}},
+                                   "image": "polsvc-app"}), PRIVILEGES),
+    ("build ulimit memlock (no limit counts it)", model({
+        "build": {"context": ".", "ulimits": {"memlock": -1}}, "image": "polsvc-app",
+        "mem_limit": "1g"}), PRIVILEGES),
     ("cgroup_parent", model({"cgroup_parent": "machine.slice"}), PRIVILEGES),
     ("credential_spec", model({"credential_spec": {"file": "x.json"}}), PRIVILEGES),
     ("build dockerfile on the host, git context", model({"build": {

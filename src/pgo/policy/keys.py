@@ -51,7 +51,7 @@ SAFE = frozenset({
     "image", "init", "labels", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "pids_limit", "platform", "profiles", "pull_policy",
     "pull_refresh_after", "read_only", "restart", "scale", "secrets", "shm_size", "stdin_open",
-    "stop_grace_period", "stop_signal", "storage_opt", "tmpfs", "tty", "ulimits", "user",
+    "stop_grace_period", "stop_signal", "storage_opt", "tmpfs", "tty", "user",
     "working_dir", "networks",  # networks: judged once per service (pgo.policy.networks)
 })
 
@@ -106,6 +106,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "sysctls": (privileges.sysctls,),
     "oom_score_adj": (privileges.oom_score_adj,),
     "oom_kill_disable": (privileges.oom_kill_disable,),
+    "ulimits": (privileges.ulimits,),
     "runtime": (privileges.runtime,),
     "isolation": (privileges.isolation,),
     "post_start": (privileges.hooks("post_start"),),

@@ -3,7 +3,7 @@ devices, no security option that loosens confinement, no host plugins or API soc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pgo.policy.model import (
@@ -26,6 +26,8 @@ DEFAULT_CAPS = frozenset({
 SYSCTL_PREFIXES = ("net.", "fs.mqueue.", "kernel.shm", "kernel.msg")
 SYSCTLS = frozenset({"kernel.sem"})
 RUNTIMES = frozenset({"runc", "io.containerd.runc.v2"})
+# The kernel's own default for RLIMIT_MEMLOCK (since Linux 5.16; 64 KiB before).
+MEMLOCK = 8 << 20
 
 
 def flag(what: str) -> Callable[[Findings, str, Any], None]:
@@ -121,8 +123,45 @@ def deploy(f: Findings, name: str, value: Any) -> None:
         f.add(name, PRIVILEGES, "deploy reserves host devices")
 
 
+def ulimits(f: Findings, name: str, value: Any) -> None:
+    _ulimits(f, name, "ulimit", value, bool(memory_limit(f.services.get(name))))
+
+
+def _ulimits(f: Findings, name: str, what: str, value: Any, memory_limited: bool) -> None:
+    """Limits that protect the host as a whole, not the container's own resources: realtime
+    priority (a SCHED_FIFO process keeps a CPU from everything else; the kernel leaves the
+    rest of the machine 5%), a nice value above the host's, and memory locked where no
+    memory limit counts it. nofile, nproc, core, stack and the like stay the container's."""
+    for key, raw in items(value):
+        soft_hard = (as_map(raw).get("soft"), as_map(raw).get("hard")) \
+            if isinstance(raw, Mapping) else (raw,)
+        given = [x for x in soft_hard if x is not None]
+        try:
+            limits = [int(str(x)) for x in given]
+        except ValueError:
+            f.add(name, UNKNOWN, f"{what} {key} {raw!r} is not a number")
+            continue
+        if not limits:
+            continue
+        shown = "/".join(map(str, given))
+        unlimited = any(n < 0 for n in limits)
+        top = max(limits)
+        if key == "rtprio" and (unlimited or top > 0):
+            f.add(name, PRIVILEGES, f"{what} rtprio {shown}: realtime scheduling lets the "
+                                    "container's processes take whole CPUs from the host")
+        elif key == "nice" and (unlimited or top > 20):
+            f.add(name, PRIVILEGES, f"{what} nice {shown}: lets the container's processes "
+                                    "take a priority above the host's own (nice below 0)")
+        elif key == "memlock" and (unlimited or top > MEMLOCK) and not memory_limited:
+            f.add(name, PRIVILEGES, f"{what} memlock {shown}: locked memory can not be "
+                                    "reclaimed; more than 8 MiB only with a memory limit "
+                                    "(mem_limit), which it counts against")
+
+
 def build(f: Findings, name: str, value: Any) -> None:
     b = as_map(value)
+    if b.get("ulimits"):
+        _ulimits(f, name, "build ulimit", b["ulimits"], False)
     if truthy(b.get("privileged")):
         f.add(name, PRIVILEGES, "build runs privileged")
     if b.get("entitlements"):
