@@ -185,6 +185,36 @@ def test_a_project_whose_name_extends_ours_owns_its_names() -> None:
     assert NAMES in rules(m, ("web-api",))
 
 
+def test_another_services_built_image_is_neither_run_nor_built_from() -> None:
+    """Images a project builds may hold its code and baked-in configuration: another project
+    runs none of them (`image: shop-web:latest`, the name compose gives shop's build), nor
+    builds from them."""
+    others = ("shop",)
+    for image in ("shop-web:latest", "shop_web", "shop/web:2", "registry.example.org/shop-web"):
+        [v] = check(model({"image": image}), others)
+        assert v.rule == NAMES and v.message == (
+            f"runs image {image}, a name of service shop's own: an image a project builds may "
+            "hold its code and baked-in configuration")
+    # official images and the project's own stay fine, even beside a service called postgres
+    for image in ("postgres:16", "local/busybox:1", "web-app", "shopping/cart"):
+        assert rules(model({"image": image}), ("shop", "postgres")) == set(), image
+    for build in ({"cache_from": ["shop-web:latest"]},
+                  {"cache_from": ["type=registry,ref=shop-web"]},
+                  {"additional_contexts": {"base": "docker-image://shop-web"}},
+                  {"dockerfile_inline": "FROM shop-web\nRUN true"},
+                  {"dockerfile_inline": "FROM local/busybox:1\nCOPY --from=shop-api /a /a"},
+                  {"dockerfile_inline": "FROM x\nRUN --mount=type=bind,from=shop-x true"}):
+        m = model({"image": "web-app", "build": {"context": CHECKOUT, **build}})
+        assert NAMES in rules(m, others), build
+    m = model({"image": "web-app", "build": {"context": CHECKOUT, "cache_from": ["web-app"],
+                                             "dockerfile_inline": "FROM a AS b\nFROM b"}})
+    assert rules(m, others) == set()
+    # and a service called postgres does not own the official image: it can not build it
+    m = {"name": "postgres", "services": {"db": {"image": "postgres:16",
+                                                 "build": {"context": CHECKOUT}}}}
+    assert NAMES in rules(m, service="postgres")
+
+
 def test_container_name_of_another_project() -> None:
     assert NAMES in rules(model({"container_name": "mail-web-1"}), ("mail",))
     assert NAMES in rules(model({"container_name": "web_api_app_1"}), ("web_api",))

@@ -123,12 +123,14 @@ class Findings:
         return not any(len(o) > len(mine) and name.startswith(f"{o}_")
                        for o in self.service.others)
 
-    def owner(self, name: str) -> str | None:
+    def owner(self, name: str, exact: bool = True) -> str | None:
         """The pgo service a machine-wide name (an image repository, a container) belongs
-        to: the longest service name it is, or starts with followed by `-`, `_` or `/`
-        (compose names them PROJECT-SERVICE, v1 PROJECT_SERVICE); None for nobody's."""
+        to: the longest service name it starts with followed by `-`, `_` or `/` (compose
+        names them PROJECT-SERVICE, v1 PROJECT_SERVICE), or, with `exact`, is; None for
+        nobody's. (Image names are claimed by prefix only: a service called postgres owns
+        postgres-*, not the official `postgres` image.)"""
         claims = [o for o in (self.service.name, *self.service.others)
-                  if name == o or name.startswith((f"{o}-", f"{o}_", f"{o}/"))]
+                  if (exact and name == o) or name.startswith((f"{o}-", f"{o}_", f"{o}/"))]
         return max(claims, key=len, default=None)
 
     def network_owner(self, name: str) -> str | None:
