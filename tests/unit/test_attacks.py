@@ -7,7 +7,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from pgo import compose, config
+from pgo import compose_model, config
 from pgo.compose import Model
 from pgo.policy import DATA, NAMES, NETWORKS, Violation, judge, other_services
 from pgo.policy.model import image_repository
@@ -244,11 +244,11 @@ def test_the_files_compose_read_are_put_back_into_the_model() -> None:
     raw = {"services": {"app": {"env_file": [{"path": "/etc/os-release", "required": True}],
                                 "label_file": ["/x/l"]},
                         "db": {"image": "x"}, "gone": {"env_file": ["/y"]}}}
-    out = compose.with_read_files(printed, raw)
+    out = compose_model.with_read_files(printed, raw)
     assert out["services"]["app"]["env_file"] == ["/etc/os-release"]
     assert out["services"]["app"]["label_file"] == ["/x/l"]
     assert out["services"]["db"] == {} and "gone" not in out["services"]
-    assert compose.with_read_files(printed, "not a model") is printed
+    assert compose_model.with_read_files(printed, "not a model") is printed
 
 
 def test_env_file_paths_are_the_ones_compose_opens() -> None:
@@ -261,7 +261,7 @@ def test_env_file_paths_are_the_ones_compose_opens() -> None:
     raw = ["/co/${PGO_DATA}/a.env", "/co/${PGO_DATA}/b.env", "/co/conf/$PGO_SERVICE.env",
            "/co/${OTHER}/passwd", "/co/$${PGO_DATA}/c.env", "/co/plain.env"]
     printed: dict[str, Any] = {"services": {"app": {}}}
-    out = compose.with_read_files(printed, {"services": {"app": {"env_file": raw}}},
+    out = compose_model.with_read_files(printed, {"services": {"app": {"env_file": raw}}},
                                   {"services": {"app": {"env_file": written}}}, env)
     assert out["services"]["app"]["env_file"] == [
         "/data/web/a.env", "/co/data/web/b.env", "/co/conf/web.env", "/co/${OTHER}/passwd",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pgo import compose
+from pgo import compose, compose_model
 from pgo.errors import ComposeError
 from pgo.runner import Result, RunAs, Runner, Sink
 
@@ -94,7 +94,7 @@ def test_yaml_is_read_in_a_thread_where_no_child_can_be_started(tmp_path: Path) 
 
 def test_a_model_larger_than_the_cap_is_refused_unread(tmp_path: Path) -> None:
     """A 9.5 MB compose file once held pgod's event loop for 24 s at every judgement."""
-    huge = yaml.safe_dump({**MODEL, "x-big": "a" * compose.MAX_MODEL})
+    huge = yaml.safe_dump({**MODEL, "x-big": "a" * compose_model.MAX_MODEL})
     for binary in (compose.V2, compose.V1):
         fake = Compose(printed=huge, as_json=json.dumps({**MODEL, "x-big": "a"}))
         with pytest.raises(ComposeError) as e:
@@ -117,7 +117,7 @@ def _has_v2() -> bool:
         ["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
 
 
-@pytest.mark.skipif(not _has_v2() or compose.PRLIMIT is None,
+@pytest.mark.skipif(not _has_v2() or compose_model.PRLIMIT is None,
                     reason="needs `docker compose` (v2) and prlimit")
 def test_compose_reading_an_endless_file_ends_within_its_memory(tmp_path: Path) -> None:
     """`env_file: /dev/zero`: compose, as the service user, would read until the machine's
