@@ -128,3 +128,21 @@ def test_compose_reading_an_endless_file_ends_within_its_memory(tmp_path: Path) 
     with pytest.raises(ComposeError) as e:
         asyncio.run(project.config())
     assert "compose ran out of the 1024 MiB it may use to load the model" in str(e.value)
+
+
+def test_include_and_extends_are_followed_as_compose_resolves_them() -> None:
+    doc = {"include": ["a/x.yaml",
+                       {"path": ["${PGO_DATA}/y.yaml", "z.yaml"], "env_file": ["e.env"],
+                        "project_directory": "p"},
+                       {"path": "oci://registry.example/x:1"}, {"path": "${HOME}/w.yaml"}],
+           "services": {"s": {"extends": {"file": "../base.yaml", "service": "b"}},
+                        "t": {"extends": "s"}}}
+    assert compose_model.model_file_refs(doc, "/co", {"PGO_DATA": "/data/svc"}) == [
+        ("include", "/co/a/x.yaml", "/co/a"), (".env", "/co/a/.env", None),
+        ("include project_directory", "/co/p", None),
+        ("include", "/data/svc/y.yaml", "/co/p"), ("include", "/co/z.yaml", "/co/p"),
+        ("include env_file", "/co/e.env", None),
+        ("include", "oci://registry.example/x:1", None),
+        ("include", "${HOME}/w.yaml", None),
+        ("extends file", "/base.yaml", "/")]
+    assert compose_model.model_file_refs("not a model", "/co", {}) == []
