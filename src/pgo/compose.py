@@ -12,8 +12,10 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from pgo import compose_model as cm
 from pgo.errors import CommandError, ComposeError
 from pgo.runner import CommandRunner, RunAs, Sink, redact
 
@@ -30,7 +33,6 @@ COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-co
 
 CONFIG_TIMEOUT = 120.0
 UP_TIMEOUT = 1800.0
-
 V2 = ("docker", "compose")
 V1 = ("docker-compose",)
 
@@ -75,6 +77,9 @@ class Model:
 
     text: str
     data: dict[str, Any]
+    # (what, path) of the files compose read to build the model besides those the model
+    # names itself: the compose file, .env, include and extends files
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -95,33 +100,6 @@ class Model:
         recreates only the containers whose configuration changed (and removes those of
         services that are gone), instead of the original's down of the whole project."""
         return self._extension("down") is not False
-
-
-# Service keys whose files the compose tool reads on the host (as the service's user) and
-# inlines into the model it prints (`environment`, `labels`): the printed model no longer
-# says which files they were.
-READ_FILE_KEYS = ("env_file", "label_file")
-
-
-def with_read_files(model: dict[str, Any], raw: Any) -> dict[str, Any]:
-    """`model` with each service's env_file and label_file paths put back as compose printed
-    them before interpolation (absolute, `${...}` left as written), so that the policy can
-    judge which host files the compose tool reads into the container. Compose v2 only:
-    v1 inlines them even with --no-interpolate."""
-    raw_services = raw.get("services") if isinstance(raw, dict) else None
-    services = model.get("services")
-    if not isinstance(raw_services, dict) or not isinstance(services, dict):
-        return model
-    for name, raw_svc in raw_services.items():
-        svc = services.get(name)
-        if not isinstance(raw_svc, dict) or not isinstance(svc, dict):
-            continue
-        for key in READ_FILE_KEYS:
-            entries = raw_svc.get(key)
-            if entries:
-                svc[key] = [e.get("path") if isinstance(e, dict) else e
-                            for e in (entries if isinstance(entries, list) else [entries])]
-    return model
 
 
 # The Docker Engine's own socket: the daemon `docker` and `docker compose` talk to when
@@ -264,56 +242,159 @@ class Project:
         return res.stdout.decode("utf-8", "replace")
 
     async def config(self) -> Model:
-        """Load the model exactly as `up` will see it (interpolation, extends, include...)."""
-        # (v2: the view before interpolation, which names the files compose reads, is
-        # loaded alongside; it costs no extra time)
-        raw = asyncio.create_task(self._uninterpolated()) if self.binary != V1 else None
-        try:
-            try:
-                text = await self._run("config", timeout=CONFIG_TIMEOUT)
-            except CommandError as e:
-                raise ComposeError(f"compose file does not load: {e.output.strip() or e}") \
-                    from None
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise ComposeError(f"compose config printed unreadable YAML: {e}") from None
-            if not isinstance(data, dict):
-                raise ComposeError("compose config printed no model")
-            if raw is not None:
-                data = with_read_files(data, await raw)
-        finally:
-            if raw is not None and not raw.done():
-                raw.cancel()
-            if raw is not None:
-                with contextlib.suppress(asyncio.CancelledError, ComposeError):
-                    await raw
-        if self.binary == V1 and "x-pgo" not in data:
-            # v1's `config` drops top-level extensions; x-pgo only steers restarts, so
-            # reading it from the file itself decides nothing about what may run.
-            ext = self._raw_extension()
-            if ext is not None:
-                data["x-pgo"] = ext
-                text += yaml.safe_dump({"x-pgo": ext})
-        return Model(text=text, data=data)
+        """Load the model exactly as `up` will see it (interpolation, extends, include...).
 
-    async def _uninterpolated(self) -> Any:
+        Compose v2 prints it twice, side by side: as YAML, the text a deployment is known by
+        (its digest, kept in the state since the first pgod), and as JSON, the model judged
+        (the C parser reads it in a fraction of the time PyYAML takes for the YAML), along
+        with the view before interpolation, which names the env and label files compose
+        reads. Compose v1 prints YAML only: that is parsed in a child process, off pgod's
+        event loop. A model larger than MAX_MODEL is refused unread.
+
+        Before compose runs, the files it will read to build the model (the compose file,
+        .env, include and extends files, include env files) are listed for the policy
+        (Model.files); a model file that is not a regular file (a FIFO compose would wait
+        on, a device it would read without end) stops the load there."""
+        files = await self._model_files()
+        if self.binary == V1:
+            text = await self._config()
+            data = await self._parse_yaml(text, "compose config")
+            if "x-pgo" not in data:
+                # v1's `config` drops top-level extensions; x-pgo only steers restarts, so
+                # reading it from the file itself decides nothing about what may run.
+                ext = await self._raw_extension()
+                if ext is not None:
+                    data["x-pgo"] = ext
+                    text += yaml.safe_dump({"x-pgo": ext})
+            return Model(text=text, data=data, files=files)
+        printed = asyncio.create_task(self._config())
+        as_json = asyncio.create_task(self._config("--format", "json"))
+        raw = asyncio.create_task(self._uninterpolated())
+        tasks = (printed, as_json, raw)
+        try:
+            text = await printed
+            try:
+                data = cm.model_dict(json.loads(await as_json))
+            except (ComposeError, ValueError):
+                # (compose v2 can not print every model as JSON: a build `ssh` key file)
+                data = await self._parse_yaml(text, "compose config")
+            uninterpolated = await raw
+            written = None
+            if cm.interpolated_read_files(uninterpolated):
+                written = await self._uninterpolated("--no-path-resolution")
+            data = cm.with_read_files(data, uninterpolated, written, self.env)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, ComposeError):
+                    await task
+        return Model(text=text, data=data, files=files)
+
+    async def _model_files(self) -> tuple[tuple[str, str], ...]:
+        """(what, path) of every file compose reads to build the model besides those the
+        model itself names, as compose v2 finds them: the compose file and its directory's
+        .env; each `include` entry's files (relative to the including project's directory),
+        its env files (default: the .env of its project_directory) and project_directory;
+        each `extends` file, relative to the file that names it, recursively. Paths are
+        absolute and not resolved (the policy resolves them); pgod's own variables are put
+        in, and a path still holding `$`, or a remote one, is listed as written (the policy
+        refuses those). pgod reads a file to look for more only where it really lies in the
+        checkout or the data directory."""
+        known = {k: v for k, v in self.env.items() if k in cm.KNOWN_VARS}
+        main, roots = await asyncio.to_thread(
+            cm.discovery_start, self.file, self.workdir, self.env.get("PGO_DATA"))
+        found: list[tuple[str, str]] = [("the compose file", main),
+                                        (".env", posixpath.join(posixpath.dirname(main),
+                                                                ".env"))]
+        todo = [(main, posixpath.dirname(main))]  # (file, the directory it is relative to)
+        seen: set[str] = set()
+        while todo and len(seen) < cm.MAX_MODEL_FILES:
+            path, wd = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            doc = await self._read_model_file(path, roots)
+            for what, value, base in cm.model_file_refs(doc, wd, known):
+                found.append((what, value))
+                if base is not None:
+                    todo.append((value, base))
+        await asyncio.to_thread(cm.regular_or_absent, found)
+        return tuple(dict.fromkeys(found))
+
+    async def _read_model_file(self, path: str, roots: list[str]) -> Any:
+        """The YAML of a model file in which compose may find more files to read, or None:
+        where it does not lie in the roots, is no regular file, names neither `include` nor
+        `extends`, or does not parse (compose says why)."""
+        data = await asyncio.to_thread(cm.read_regular, path, roots)
+        if data is None or (b"include" not in data and b"extends" not in data):
+            return None
+        try:
+            return await self._parse_yaml(data.decode("utf-8", "replace"), path)
+        except ComposeError:
+            return None
+
+    async def _config(self, *args: str) -> str:
+        """`compose config ARGS` as printed, under CONFIG_MEMORY, at most MAX_MODEL long."""
+        argv = self.argv("config", *args)
+        if cm.PRLIMIT is not None:
+            argv = [cm.PRLIMIT, f"--data={cm.CONFIG_MEMORY}", "--", *argv]
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
+                                    env=self.env, timeout=CONFIG_TIMEOUT, secrets=self.secrets,
+                                    service=self.name)
+        if res.returncode != 0:
+            output = redact(res.output, self.secrets)
+            if "out of memory" in output or "cannot allocate memory" in output:
+                raise ComposeError(f"compose file does not load: compose ran out of the "
+                                   f"{cm.CONFIG_MEMORY >> 20} MiB it may use to load the model "
+                                   "(a file it reads is endless or huge)")
+            err = CommandError("compose config", res.returncode, output)
+            raise ComposeError(f"compose file does not load: {output.strip() or err}")
+        if len(res.stdout) > cm.MAX_MODEL:
+            raise ComposeError(f"the compose model is {len(res.stdout) / 2**20:.1f} MiB as "
+                               f"compose prints it; pgod judges models up to "
+                               f"{cm.MAX_MODEL >> 20} MiB")
+        return res.stdout.decode("utf-8", "replace")
+
+    async def _parse_yaml(self, text: str, what: str) -> dict[str, Any]:
+        """YAML compose printed, read in a child process: PyYAML holds the interpreter for
+        seconds on a model of a few MiB, and a thread would not give the event loop back.
+        (Where this interpreter can not be started again, e.g. `pgod check` as a user who
+        may not search the directory it lies in, a thread reads it.)"""
+        try:
+            res = await self.runner.run([sys.executable, "-I", "-c", cm.YAML_TO_JSON],
+                                        stdin=text.encode(), timeout=CONFIG_TIMEOUT,
+                                        service=self.name)
+        except OSError:
+            return await asyncio.to_thread(cm.yaml_model, text, what)
+        if res.returncode != 0:
+            lines = res.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise ComposeError(f"{what} printed unreadable YAML: {lines[-1] if lines else ''}")
+        try:
+            return cm.model_dict(json.loads(res.stdout))
+        except ValueError:
+            raise ComposeError(f"{what}: the YAML reader answered no model") from None
+
+    async def _uninterpolated(self, *args: str) -> Any:
         """The model before interpolation, as compose prints it (`--no-interpolate`): the
         only view in which it names the env and label files it reads."""
         try:
-            text = await self._run("config", "--no-interpolate", "--format", "json",
-                                   timeout=CONFIG_TIMEOUT)
+            text = await self._config("--no-interpolate", *args, "--format", "json")
             return json.loads(text)
-        except (CommandError, ValueError) as e:
-            raise ComposeError(f"compose file does not load without interpolation: {e}") \
+        except (ComposeError, ValueError) as e:
+            why = str(e).removeprefix("compose file does not load: ")
+            raise ComposeError(f"compose file does not load without interpolation: {why}") \
                 from None
 
-    def _raw_extension(self) -> Any:
+    async def _raw_extension(self) -> Any:
         try:
-            raw = yaml.safe_load(self.file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, ComposeError):
+            path = self.file
+            if path.stat().st_size > cm.MAX_MODEL:
+                return None
+            raw = await self._parse_yaml(path.read_text(encoding="utf-8"), "the compose file")
+        except (OSError, UnicodeDecodeError, ComposeError, ValueError):
             return None
-        return raw.get("x-pgo") if isinstance(raw, dict) else None
+        return raw.get("x-pgo")
 
     async def pull(self) -> None:
         await self._run("pull", "--quiet", "--ignore-pull-failures")

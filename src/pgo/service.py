@@ -22,7 +22,7 @@ from pgo import config, metrics, preview
 from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal
 from pgo.gitrepo import GITCONFIG, Checkout
-from pgo.judge import judge
+from pgo.policy import judge
 from pgo.runner import CommandRunner, RunAs, redact
 from pgo.state import State
 
@@ -364,7 +364,7 @@ class TrackedService:
     def violations(self, model: Model, checkout: Path | None = None) -> list[str]:
         """The policy's verdict on `model`, loaded in `checkout` (default: the service's)."""
         routes = self.fleet().routes_of_others(self.name) if self.fleet else {}
-        found = judge(model.data, self.name, self.cfg.user, self.cfg.networks,
+        found = judge(model, self.name, self.cfg.user, self.cfg.networks,
                       checkout or self.paths.checkout(self.name), self.paths.data(self.name),
                       routes)
         return [str(v) for v in found]

@@ -178,3 +178,62 @@ def test_a_clone_again_does_not_bring_a_refused_commit_into_the_checkout(
     assert (checkout / "conf").is_dir() and not (checkout / "conf").is_symlink()
     assert (checkout / "conf" / "app.conf").read_text() == "x\n"
     assert pgod.state(name)["applied_commit"] == good
+
+
+VOLUME = h.WEB + """    volumes: ["host:/h"]
+volumes:
+  host:
+    driver_opts: {{type: none, o: bind, device: "{device}"}}
+"""
+
+
+def volumes(project: str) -> list[str]:
+    return h.run("docker", "volume", "ls", "-q", "--filter",
+                 f"label=com.docker.compose.project={project}").stdout.split()
+
+
+def test_a_volume_with_a_relative_device_is_refused(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """dockerd takes a local volume's relative bind device from its own working directory
+    (/ under systemd): `device: etc` gives the container the host's /etc, writable. With
+    `deep` a committed symlink three levels down, `deep/../../../etc` once looked like the
+    checkout's etc to the policy, and was the host's /etc to dockerd."""
+    name = h.unique("dev")
+    projects.append(name)
+    upstream.write("compose.yaml", VOLUME.format(device="etc"))
+    first = upstream.commit("relative device")
+    pgod = h.Pgod(base, [service(name, upstream)], interval="1s")
+    pgods.append(pgod.start())
+    line = pgod.wait_log(rf"\[{name}\] commit {first[:8]} refused \(policy\)")
+    assert "volume host binds 'etc', a relative path" in line and "[own-data]" in line, line
+    upstream.write("src/a/b/README", "deep\n")
+    (upstream.work / "deep").symlink_to("src/a/b")
+    upstream.write("compose.yaml", VOLUME.format(device="deep/../../../etc"))
+    second = upstream.commit("relative device behind a symlink")
+    line = pgod.wait_log(rf"\[{name}\] commit {second[:8]} refused \(policy\)")
+    assert "binds 'deep/../../../etc', a relative path" in line, line
+    h.next_cycle(pgod, name)
+    assert h.containers(name, all=True) == [] and volumes(name) == []
+
+
+def test_a_volume_binding_the_checkouts_git_is_refused(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """A named volume binding the checkout's .git (or the checkout, which holds it), on a
+    first deployment: the container could set remote.origin.uploadpack in .git/config, and
+    pgod's next fetch would run it on the host as the service user."""
+    name = h.unique("gitvol")
+    projects.append(name)
+    pgod = h.Pgod(base, [service(name, upstream)], interval="1s")
+    checkout = pgod.dir / name
+    upstream.write("compose.yaml", VOLUME.format(device=f"{checkout}/.git"))
+    first = upstream.commit("the checkout's .git as a volume")
+    pgods.append(pgod.start())
+    line = pgod.wait_log(rf"\[{name}\] commit {first[:8]} refused \(policy\)")
+    assert f"volume host binds {checkout}/.git, which holds the checkout's .git" in line, line
+    upstream.write("compose.yaml", VOLUME.format(device=str(checkout)))
+    second = upstream.commit("the whole checkout as a volume")
+    pgod.wait_log(rf"\[{name}\] commit {second[:8]} refused \(policy\): .* binds "
+                  rf"{checkout}, which holds the checkout's \.git")
+    h.next_cycle(pgod, name)
+    assert h.containers(name, all=True) == [] and volumes(name) == []
+    assert "uploadpack" not in (checkout / ".git" / "config").read_text()

@@ -206,3 +206,33 @@ def test_symlink_left_in_the_data_dir_is_judged_before_every_up(
     h.next_cycle(pgod, name)
     assert h.containers(name, all=True) == []
     assert pgod.count(rf"commit {commit[:8]} refused") == 1
+
+
+def test_a_service_can_not_join_nor_make_another_services_network(
+        base: Path, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """Two teams, `networks = []` (any shared network). The attacker joins the victim's
+    default network as an external one, with the alias `db`; then makes a network of that
+    name itself. Both are refused, whatever the list allows: the attacker would reach the
+    victim's containers and answer for their names."""
+    victim, attacker = h.unique("vic"), h.unique("att")
+    projects += [victim, attacker]
+    theirs, mine = h.Upstream(base, "victim"), h.Upstream(base, "attacker")
+    theirs.write("compose.yaml", h.WEB)
+    theirs.commit("the victim's web")
+    mine.write("compose.yaml", h.WEB + "    networks:\n      default: {}\n"
+               "      theirs: {aliases: [db]}\n"
+               f"networks:\n  theirs:\n    external: true\n    name: {victim}_default\n")
+    joins = mine.commit("join the victim's network as db")
+    pgod = start(base, pgods, [service(victim, theirs), service(attacker, mine)])
+    h.wait_until(lambda: h.container_ids(victim), what="the victim's deployment")
+    line = pgod.wait_log(rf"\[{attacker}\] commit {joins[:8]} refused \(policy\)")
+    assert f"network theirs is '{victim}_default', a network of service {victim}'s project" \
+        in line and "[own-networks]" in line, line
+    mine.write("compose.yaml", h.WEB + "    networks: [theirs]\n"
+               f"networks:\n  theirs:\n    name: {victim}_default\n")
+    makes = mine.commit("make a network by the victim's name")
+    pgod.wait_log(rf"\[{attacker}\] commit {makes[:8]} refused \(policy\)")
+    h.next_cycle(pgod, attacker)
+    assert h.containers(attacker, all=True) == []
+    net = h.run("docker", "network", "inspect", f"{victim}_default").stdout
+    assert attacker not in net and victim in net

@@ -3,21 +3,28 @@ function or the policy decides. Each test is an attack that once got through."""
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
-from pgo import compose, config, judge, policy
-from pgo.policy import DATA, NAMES, NETWORKS
+from pgo import compose_model, config
+from pgo.compose import Model
+from pgo.policy import DATA, NAMES, NETWORKS, Violation, judge, other_services
+from pgo.policy.model import image_repository
 
 SERVICE = "web"
 CHECKOUT = "/var/lib/pgo/web"
 DATADIR = "/var/lib/pgo-data/web"
 
 
-def pol(others: tuple[str, ...] = (), networks: tuple[str, ...] = ()
-        ) -> policy.ServicePolicy:
-    return policy.ServicePolicy(service=SERVICE, root=False, allowed=(CHECKOUT, DATADIR),
-                                networks=networks, project_dir=CHECKOUT, others=others)
+def lexical(path: str) -> str:
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def check(m: dict[str, Any], others: tuple[str, ...] = (), networks: tuple[str, ...] = (),
+          routes: dict[str, str] | None = None, service: str = SERVICE) -> list[Violation]:
+    return judge(Model("", m), service, "team", networks, Path(CHECKOUT), Path(DATADIR),
+                 routes, others=others, resolve=lexical)
 
 
 def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
@@ -25,8 +32,9 @@ def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
             **top}
 
 
-def rules(m: dict[str, Any], p: policy.ServicePolicy | None = None) -> set[str]:
-    return {v.rule for v in policy.check(m, p or pol())}
+def rules(m: dict[str, Any], others: tuple[str, ...] = (), networks: tuple[str, ...] = (),
+          **kw: Any) -> set[str]:
+    return {v.rule for v in check(m, others, networks, **kw)}
 
 
 # -- a project name that is a prefix of another's: `web` and `web_api` -------------------------
@@ -36,20 +44,46 @@ def test_volume_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
     # web_api's volume `data` is web_api_data; web can name it, declare it external, or
     # get it from compose by the key `api_data`
     for vol in ({"external": True, "name": "web_api_data"}, {"name": "web_api_data"}):
-        assert DATA in rules(model({"volumes": ["d:/d"]}, volumes={"d": vol}), pol(others))
+        assert DATA in rules(model({"volumes": ["d:/d"]}, volumes={"d": vol}), others)
     m = model({"volumes": ["api_data:/d"]}, volumes={"api_data": {}})
-    assert DATA in rules(m, pol(others))
+    assert DATA in rules(m, others)
     # its own volumes, also ones with `_` in the key, stay its own
     m = model({"volumes": ["db_data:/d"]}, volumes={"db_data": {}})
-    assert rules(m, pol(others)) == set()
-    assert rules(m, pol(("we", "other", "webx_api"))) == set()
+    assert rules(m, others) == set()
+    assert rules(m, ("we", "other", "webx_api")) == set()
 
 
 def test_network_of_a_service_whose_name_extends_ours_is_not_ours() -> None:
     # (with an empty `networks` list in pgo.toml any shared network may be joined)
     m = model({"networks": ["api_default"]}, networks={"api_default": {}})
-    assert rules(m, pol(networks=("proxy",))) == set()
-    assert rules(m, pol(("web_api",), ("proxy",))) != set()  # web_api's default network
+    assert rules(m, networks=("proxy",)) == set()
+    assert rules(m, ("web_api",), ("proxy",)) != set()  # web_api's default network
+
+
+def test_another_projects_network_is_never_joined_nor_made() -> None:
+    """Whatever the `networks` list allows, a network that another pgo service's project
+    makes (OTHER_*) is not joined, made first, nor named: a container there reaches that
+    project's containers and answers for their names (an alias `db`)."""
+    others = ("shop",)
+    theirs = {"theirs": {"external": True, "name": "shop_default"}, "default": {}}
+    m = model({"networks": {"default": None, "theirs": {"aliases": ["db"]}}}, networks=theirs)
+    [v] = check(m, others)
+    assert v.rule == NETWORKS and v.message == (
+        "network theirs is 'shop_default', a network of service shop's project: its "
+        "containers would be reachable from this one, and names there answerable by it")
+    assert NETWORKS in rules(m, others, networks=("shop_default",))
+    made = model({"networks": ["n"]}, networks={"n": {"name": "shop_default"}})
+    assert NETWORKS in rules(made, others)
+    assert NETWORKS in rules(model({"network_mode": "shop_default"}), others)
+    # a network the administrator made stays joinable, even one called like a service
+    proxy = model({"networks": ["default", "proxy"]},
+                  networks={"proxy": {"external": True}, "default": {}})
+    assert rules(proxy, ("proxy", "shop")) == set()
+    # and a network the project makes is named as its own: any other name is one another
+    # project could join
+    [v] = check(model({"networks": ["n"]}, networks={"n": {"name": "shared"}}))
+    assert v.rule == NETWORKS and "would be made as 'shared'" in v.message
+    assert rules(model({"networks": ["n"]}, networks={"n": {"name": "web_n"}})) == set()
 
 
 def test_judge_learns_the_other_services_from_the_data_dirs(tmp_path: Path) -> None:
@@ -57,10 +91,10 @@ def test_judge_learns_the_other_services_from_the_data_dirs(tmp_path: Path) -> N
     for d in (datadir / "web", datadir / "web_api", root / "web", root / ".pgo"):
         d.mkdir(parents=True)
     m = model({"volumes": ["d:/d"]}, volumes={"d": {"external": True, "name": "web_api_db"}})
-    found = judge.judge(m, "web", "team", (), root / "web", datadir / "web")
+    found = judge(Model("", m), "web", "team", (), root / "web", datadir / "web")
     assert [v.rule for v in found] == [DATA]
     assert "web_api_db" in str(found[0])
-    assert judge.other_services("web", root / "web", datadir / "web") == ("web_api",)
+    assert other_services("web", root / "web", datadir / "web") == ("web_api",)
 
 
 # -- a bind below a path a container can write: swapped for a symlink before a restart ----------
@@ -71,7 +105,7 @@ def bind(source: str, target: str, ro: bool = False) -> dict[str, Any]:
 
 def test_bind_below_a_writable_bind_is_refused() -> None:
     m = model({"volumes": [bind(DATADIR, "/data"), bind(f"{DATADIR}/db", "/db", ro=True)]})
-    [v] = policy.check(m, pol())
+    [v] = check(m)
     assert v.rule == DATA and "lies inside" in v.message
     # the same paths side by side, or the outer one read-only: nothing can be swapped
     m = model({"volumes": [bind(DATADIR, "/data", ro=True), bind(f"{DATADIR}/db", "/db")]})
@@ -95,6 +129,26 @@ def test_file_or_volume_device_below_a_writable_bind_is_refused() -> None:
     assert DATA in rules(m)
 
 
+def test_a_volume_device_is_absolute_plain_and_never_the_checkouts_git() -> None:
+    """dockerd takes a local volume's bind device as written: relative from its own working
+    directory (/ under systemd), `..` after whatever symlink is on the way; and any
+    container that mounts the volume may write it."""
+    def vol(device: str) -> dict[str, Any]:
+        return model({"volumes": ["v:/v"]}, volumes={"v": {"driver_opts": {
+            "type": "none", "o": "bind", "device": device}}})
+    assert rules(vol(f"{DATADIR}/v")) == set()
+    assert rules(vol(f"{CHECKOUT}/conf")) == set()
+    for device in ("etc", "./conf", "~/x", f"{CHECKOUT}/src/../../../etc", f"{DATADIR}/./v",
+                   f"{CHECKOUT}/.git", f"{CHECKOUT}/.git/hooks", CHECKOUT, "/var/lib/pgo"):
+        assert DATA in rules(vol(device)), device
+    [v] = check(vol("etc"))
+    assert v.message == ("volume v binds 'etc', a relative path: dockerd would take it from "
+                         "its own working directory, not the checkout; write it absolute "
+                         "(${PGO_DATA}/...) or use a bind mount")
+    [v] = check(vol(f"{CHECKOUT}/.git"))
+    assert "holds the checkout's .git" in v.message
+
+
 def test_volume_subpath_may_not_leave_the_volume() -> None:
     def sub(path: str) -> dict[str, Any]:
         return model({"volumes": [{"type": "volume", "source": "v", "target": "/v",
@@ -110,7 +164,7 @@ def test_a_build_can_not_replace_an_image_another_project_runs() -> None:
     built = {"build": {"context": CHECKOUT}}
     # the shared base image, an official image, another team's image, through a registry
     for image in ("local/busybox:1", "postgres:16", "web-api-app", "docker.io/library/web:1"):
-        assert NAMES in rules(model({**built, "image": image}), pol(("web-api",))), image
+        assert NAMES in rules(model({**built, "image": image}), ("web-api",)), image
     assert NAMES in rules(model({**built, "image": "web-app", "build": {
         "context": CHECKOUT, "tags": ["web-app:2", "local/busybox:1"]}}))
     # compose's own name for it, web-app, and names under the project's own
@@ -118,24 +172,54 @@ def test_a_build_can_not_replace_an_image_another_project_runs() -> None:
         m = model({**built, "image": image})
         if image is None:
             del m["services"]["app"]["image"]
-        assert rules(m, pol(("web-api", "we"))) == set(), image
+        assert rules(m, ("web-api", "we")) == set(), image
 
 
 def test_a_project_whose_name_extends_ours_owns_its_names() -> None:
     # `web` must not name a compose service so that its containers and built images are
     # `web-api`'s (web-api-app-1, image web-api-app)
     m = {"name": SERVICE, "services": {"api-app": {"image": "local/busybox:1"}}}
-    assert NAMES in rules(m, pol(("web-api",)))
-    assert rules(m, pol(("web-apix", "api"))) == set()
+    assert NAMES in rules(m, ("web-api",))
+    assert rules(m, ("web-apix", "api")) == set()
     m = {"name": SERVICE, "services": {"x": {"image": "web-api-x", "build": {"context": "."}}}}
-    assert NAMES in rules(m, pol(("web-api",)))
+    assert NAMES in rules(m, ("web-api",))
+
+
+def test_another_services_built_image_is_neither_run_nor_built_from() -> None:
+    """Images a project builds may hold its code and baked-in configuration: another project
+    runs none of them (`image: shop-web:latest`, the name compose gives shop's build), nor
+    builds from them."""
+    others = ("shop",)
+    for image in ("shop-web:latest", "shop_web", "shop/web:2", "registry.example.org/shop-web"):
+        [v] = check(model({"image": image}), others)
+        assert v.rule == NAMES and v.message == (
+            f"runs image {image}, a name of service shop's own: an image a project builds may "
+            "hold its code and baked-in configuration")
+    # official images and the project's own stay fine, even beside a service called postgres
+    for image in ("postgres:16", "local/busybox:1", "web-app", "shopping/cart"):
+        assert rules(model({"image": image}), ("shop", "postgres")) == set(), image
+    for build in ({"cache_from": ["shop-web:latest"]},
+                  {"cache_from": ["type=registry,ref=shop-web"]},
+                  {"additional_contexts": {"base": "docker-image://shop-web"}},
+                  {"dockerfile_inline": "FROM shop-web\nRUN true"},
+                  {"dockerfile_inline": "FROM local/busybox:1\nCOPY --from=shop-api /a /a"},
+                  {"dockerfile_inline": "FROM x\nRUN --mount=type=bind,from=shop-x true"}):
+        m = model({"image": "web-app", "build": {"context": CHECKOUT, **build}})
+        assert NAMES in rules(m, others), build
+    m = model({"image": "web-app", "build": {"context": CHECKOUT, "cache_from": ["web-app"],
+                                             "dockerfile_inline": "FROM a AS b\nFROM b"}})
+    assert rules(m, others) == set()
+    # and a service called postgres does not own the official image: it can not build it
+    m = {"name": "postgres", "services": {"db": {"image": "postgres:16",
+                                                 "build": {"context": CHECKOUT}}}}
+    assert NAMES in rules(m, service="postgres")
 
 
 def test_container_name_of_another_project() -> None:
-    assert NAMES in rules(model({"container_name": "mail-web-1"}), pol(("mail",)))
-    assert NAMES in rules(model({"container_name": "web_api_app_1"}), pol(("web_api",)))
+    assert NAMES in rules(model({"container_name": "mail-web-1"}), ("mail",))
+    assert NAMES in rules(model({"container_name": "web_api_app_1"}), ("web_api",))
     for name in ("web-app", "postgres", "webmail"):
-        assert rules(model({"container_name": name}), pol(("mail", "web_api"))) == set()
+        assert rules(model({"container_name": name}), ("mail", "web_api")) == set()
 
 
 def test_image_repository() -> None:
@@ -143,7 +227,7 @@ def test_image_repository() -> None:
                       ("Team/App:1@sha256:ab", "team/app"), ("localhost/web", "web"),
                       ("registry.example.org:5000/web/app:2", "web/app"),
                       ("localhost:5000/web", "web"), ("web/app:x/y", "web/app:x/y")):
-        assert policy.image_repository(ref) == repo, ref
+        assert image_repository(ref) == repo, ref
 
 
 # -- files the compose tool reads on the host into the container ---------------------------------
@@ -160,11 +244,29 @@ def test_the_files_compose_read_are_put_back_into_the_model() -> None:
     raw = {"services": {"app": {"env_file": [{"path": "/etc/os-release", "required": True}],
                                 "label_file": ["/x/l"]},
                         "db": {"image": "x"}, "gone": {"env_file": ["/y"]}}}
-    out = compose.with_read_files(printed, raw)
+    out = compose_model.with_read_files(printed, raw)
     assert out["services"]["app"]["env_file"] == ["/etc/os-release"]
     assert out["services"]["app"]["label_file"] == ["/x/l"]
     assert out["services"]["db"] == {} and "gone" not in out["services"]
-    assert compose.with_read_files(printed, "not a model") is printed
+    assert compose_model.with_read_files(printed, "not a model") is printed
+
+
+def test_env_file_paths_are_the_ones_compose_opens() -> None:
+    """Before interpolation compose makes `${PGO_DATA}/a.env` relative to the project
+    (/co/${PGO_DATA}/a.env); after it, the path is absolute. The path judged is the one
+    compose opens: pgod's own variables put in, the rest refused as written."""
+    env = {"PGO_DATA": "/data/web", "PGO_SERVICE": "web", "OTHER": "/etc"}
+    written = ["${PGO_DATA}/a.env", "./${PGO_DATA}/b.env", "conf/$PGO_SERVICE.env",
+               "${OTHER}/passwd", "$${PGO_DATA}/c.env", "plain.env"]
+    raw = ["/co/${PGO_DATA}/a.env", "/co/${PGO_DATA}/b.env", "/co/conf/$PGO_SERVICE.env",
+           "/co/${OTHER}/passwd", "/co/$${PGO_DATA}/c.env", "/co/plain.env"]
+    printed: dict[str, Any] = {"services": {"app": {}}}
+    out = compose_model.with_read_files(printed, {"services": {"app": {"env_file": raw}}},
+                                  {"services": {"app": {"env_file": written}}}, env)
+    assert out["services"]["app"]["env_file"] == [
+        "/data/web/a.env", "/co/data/web/b.env", "/co/conf/web.env", "/co/${OTHER}/passwd",
+        "/co/$${PGO_DATA}/c.env", "/co/plain.env"]
+    assert DATA in rules(model({"env_file": ["/co/${OTHER}/passwd"]}))
 
 
 # -- names on a shared network ---------------------------------------------------------------
@@ -174,8 +276,7 @@ def test_a_container_can_not_answer_for_another_services_url_target() -> None:
     answers there for every project's service names, container names and aliases: a
     container of `web` called `frontend` would get part of shop's traffic."""
     routes = {"frontend": "shop"}
-    p = policy.ServicePolicy(service=SERVICE, root=False, allowed=(CHECKOUT, DATADIR),
-                             networks=("proxy",), project_dir=CHECKOUT, routes=routes)
+    p: dict[str, Any] = {"networks": ("proxy",), "routes": routes}
     proxy = {"proxy": {"external": True}, "default": {}}
 
     def on_proxy(name: str, svc: dict[str, Any]) -> dict[str, Any]:
@@ -183,23 +284,22 @@ def test_a_container_can_not_answer_for_another_services_url_target() -> None:
             name: {"image": "local/busybox:1", "networks": {"default": None, "proxy": None},
                    **svc}}}
 
-    assert NETWORKS in rules(on_proxy("frontend", {}), p)
-    assert NETWORKS in rules(on_proxy("Frontend", {}), p)
-    assert NETWORKS in rules(on_proxy("app", {"container_name": "frontend"}), p)
+    assert NETWORKS in rules(on_proxy("frontend", {}), **p)
+    assert NETWORKS in rules(on_proxy("Frontend", {}), **p)
+    assert NETWORKS in rules(on_proxy("app", {"container_name": "frontend"}), **p)
     m = on_proxy("app", {})
     m["services"]["app"]["networks"]["proxy"] = {"aliases": ["www", "frontend"]}
-    assert NETWORKS in rules(m, p)
+    assert NETWORKS in rules(m, **p)
     m["services"]["app"]["network_mode"] = "proxy"
     del m["services"]["app"]["networks"]
     m["services"]["app"]["container_name"] = "frontend"
-    assert NETWORKS in rules(m, p)
+    assert NETWORKS in rules(m, **p)
     # the same names on the project's own network only, or its own url targets: fine
     own = {"name": SERVICE, "services": {"frontend": {"image": "local/busybox:1"}}}
-    assert rules(own, p) == set()
-    assert rules(on_proxy("app", {}), p) == set()
-    mine = policy.ServicePolicy(service="shop", root=False, allowed=(CHECKOUT, DATADIR),
-                                networks=("proxy",), project_dir=CHECKOUT, routes={})
-    assert rules({**on_proxy("frontend", {}), "name": "shop"}, mine) == set()
+    assert rules(own, **p) == set()
+    assert rules(on_proxy("app", {}), **p) == set()
+    assert rules({**on_proxy("frontend", {}), "name": "shop"}, networks=("proxy",),
+                 service="shop") == set()
 
 
 def test_routes_of_others_come_from_the_config() -> None:

@@ -44,6 +44,8 @@ class Call:
 
 def kind(argv: Sequence[str]) -> str:
     """"git clone", "compose up", "docker login", "mount"... of a command line."""
+    if argv[0].endswith("/prlimit"):  # compose config runs under a memory limit
+        argv = argv[list(argv).index("--") + 1:]
     if argv[0] == "git":
         return f"git {argv[1]}"
     if list(argv[:2]) == ["docker", "compose"]:
@@ -87,7 +89,7 @@ class FakeRunner:
             return 0, f"{HEAD}\n".encode()
         elif k == "git show":
             return 0, b"0\n"
-        elif k == "compose config" and "--no-interpolate" in argv:
+        elif k == "compose config" and "--format" in argv:
             return 0, json.dumps(yaml.safe_load(MODEL)).encode()  # as --format json
         elif k == "compose config":
             return 0, MODEL.encode()

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from pgo import compose, config
 from pgo.errors import ComposeError, PgoError
-from pgo.judge import judge
+from pgo.policy import judge
 from pgo.runner import RunAs, Runner
 
 
@@ -105,7 +105,7 @@ async def _judge(svc: config.Service, path: Path, root_dir: Path, datadir: Path,
     except (PgoError, OSError) as e:
         print(f"pgod check: compose config: {e}", file=sys.stderr)
         return 2
-    found = judge(model.data, svc.name, svc.user, svc.networks, path, paths.data(svc.name),
+    found = judge(model, svc.name, svc.user, svc.networks, path, paths.data(svc.name),
                   routes)
     for v in found:
         print(f"{svc.name}: {v}")

@@ -1,0 +1,171 @@
+"""own-privileges: no privileged container, no capability beyond Docker's default set, no host
+devices, no security option that loosens confinement, no host plugins or API socket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pgo.policy.model import (
+    PRIVILEGES,
+    UNKNOWN,
+    Findings,
+    as_list,
+    as_map,
+    items,
+    truthy,
+)
+
+# Docker's default capability set: adding one of these back (after `cap_drop: [ALL]`) gives
+# the container nothing a default container does not have.
+DEFAULT_CAPS = frozenset({
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+})
+# Sysctls that live in the container's own namespaces (Docker's own list).
+SYSCTL_PREFIXES = ("net.", "fs.mqueue.", "kernel.shm", "kernel.msg")
+SYSCTLS = frozenset({"kernel.sem"})
+RUNTIMES = frozenset({"runc", "io.containerd.runc.v2"})
+# The kernel's own default for RLIMIT_MEMLOCK (since Linux 5.16; 64 KiB before).
+MEMLOCK = 8 << 20
+
+
+def flag(what: str) -> Callable[[Findings, str, Any], None]:
+    def rule(f: Findings, name: str, value: Any) -> None:
+        if truthy(value):
+            f.add(name, PRIVILEGES, what)
+    return rule
+
+
+def nonempty(what: str) -> Callable[[Findings, str, Any], None]:
+    def rule(f: Findings, name: str, value: Any) -> None:
+        if value not in (None, "", [], {}, False):
+            f.add(name, PRIVILEGES, what)
+    return rule
+
+
+def cap_add(f: Findings, name: str, value: Any) -> None:
+    for cap in as_list(value):
+        c = str(cap).strip().upper().removeprefix("CAP_")
+        if c not in DEFAULT_CAPS:
+            f.add(name, PRIVILEGES, f"cap_add {cap}: a capability beyond Docker's default set")
+
+
+def security_opt(f: Findings, name: str, value: Any) -> None:
+    for opt in as_list(value):
+        text = str(opt).strip()
+        cut = min((i for i in (text.find("="), text.find(":")) if i >= 0), default=len(text))
+        key, val = text[:cut].lower(), text[cut + 1:].strip().lower()
+        if key == "no-new-privileges" and val in ("", "true", "false"):
+            continue
+        if key == "apparmor" and val == "docker-default":
+            continue
+        f.add(name, PRIVILEGES, f"security_opt {text}: may loosen the container's confinement")
+
+
+def sysctls(f: Findings, name: str, value: Any) -> None:
+    for key, _ in items(value):
+        if key not in SYSCTLS and not key.startswith(SYSCTL_PREFIXES):
+            f.add(name, PRIVILEGES, f"sysctl {key} is not in the container's own namespaces")
+
+
+def oom_score_adj(f: Findings, name: str, value: Any) -> None:
+    try:
+        score = int(str(value))
+    except ValueError:
+        f.add(name, UNKNOWN, f"oom_score_adj {value!r} is not a number")
+        return
+    if score < 0:
+        f.add(name, PRIVILEGES, f"oom_score_adj {score}: protects the container at the cost "
+                                f"of the host's processes")
+
+
+def memory_limit(svc: Any) -> Any:
+    """The compose service's memory limit (mem_limit, or deploy's), None without one."""
+    svc = as_map(svc)
+    return svc.get("mem_limit") or as_map(as_map(as_map(svc.get("deploy")).get(
+        "resources")).get("limits")).get("memory")
+
+
+def oom_kill_disable(f: Findings, name: str, value: Any) -> None:
+    if truthy(value) and not memory_limit(f.services.get(name)):
+        f.add(name, PRIVILEGES, "oom_kill_disable without a memory limit: when memory runs "
+                                "out, the kernel kills the host's processes instead")
+
+
+def runtime(f: Findings, name: str, value: Any) -> None:
+    if value and str(value) not in RUNTIMES:
+        f.add(name, PRIVILEGES, f"runtime {value}: only runc is judged")
+
+
+def isolation(f: Findings, name: str, value: Any) -> None:
+    if value and str(value) != "default":
+        f.add(name, PRIVILEGES, f"isolation {value}: only the default is judged")
+
+
+def hooks(key: str) -> Callable[[Findings, str, Any], None]:
+    def rule(f: Findings, name: str, value: Any) -> None:
+        for hook in as_list(value):
+            if truthy(as_map(hook).get("privileged")):
+                f.add(name, PRIVILEGES, f"{key} hook runs privileged")
+    return rule
+
+
+def develop(f: Findings, name: str, value: Any) -> None:
+    for watch in as_list(as_map(value).get("watch")):
+        if truthy(as_map(as_map(watch).get("exec")).get("privileged")):
+            f.add(name, PRIVILEGES, "develop watch hook runs privileged")
+
+
+def deploy(f: Findings, name: str, value: Any) -> None:
+    reservations = as_map(as_map(as_map(value).get("resources")).get("reservations"))
+    if reservations.get("devices"):
+        f.add(name, PRIVILEGES, "deploy reserves host devices")
+
+
+def ulimits(f: Findings, name: str, value: Any) -> None:
+    _ulimits(f, name, "ulimit", value, bool(memory_limit(f.services.get(name))))
+
+
+def _ulimits(f: Findings, name: str, what: str, value: Any, memory_limited: bool) -> None:
+    """Limits that protect the host as a whole, not the container's own resources: realtime
+    priority (a SCHED_FIFO process keeps a CPU from everything else; the kernel leaves the
+    rest of the machine 5%), a nice value above the host's, and memory locked where no
+    memory limit counts it. nofile, nproc, core, stack and the like stay the container's."""
+    for key, raw in items(value):
+        soft_hard = (as_map(raw).get("soft"), as_map(raw).get("hard")) \
+            if isinstance(raw, Mapping) else (raw,)
+        given = [x for x in soft_hard if x is not None]
+        try:
+            limits = [int(str(x)) for x in given]
+        except ValueError:
+            f.add(name, UNKNOWN, f"{what} {key} {raw!r} is not a number")
+            continue
+        if not limits:
+            continue
+        shown = "/".join(map(str, given))
+        unlimited = any(n < 0 for n in limits)
+        top = max(limits)
+        if key == "rtprio" and (unlimited or top > 0):
+            f.add(name, PRIVILEGES, f"{what} rtprio {shown}: realtime scheduling lets the "
+                                    "container's processes take whole CPUs from the host")
+        elif key == "nice" and (unlimited or top > 20):
+            f.add(name, PRIVILEGES, f"{what} nice {shown}: lets the container's processes "
+                                    "take a priority above the host's own (nice below 0)")
+        elif key == "memlock" and (unlimited or top > MEMLOCK) and not memory_limited:
+            f.add(name, PRIVILEGES, f"{what} memlock {shown}: locked memory can not be "
+                                    "reclaimed; more than 8 MiB only with a memory limit "
+                                    "(mem_limit), which it counts against")
+
+
+def build(f: Findings, name: str, value: Any) -> None:
+    b = as_map(value)
+    if b.get("ulimits"):
+        _ulimits(f, name, "build ulimit", b["ulimits"], False)
+    if truthy(b.get("privileged")):
+        f.add(name, PRIVILEGES, "build runs privileged")
+    if b.get("entitlements"):
+        f.add(name, PRIVILEGES, "build asks for entitlements "
+                                f"({', '.join(map(str, as_list(b['entitlements'])))})")
+    if b.get("isolation") and str(b["isolation"]) != "default":
+        f.add(name, PRIVILEGES, f"build isolation {b['isolation']}: only the default")
