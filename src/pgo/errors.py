@@ -7,6 +7,9 @@
     +-- ComposeError              the compose project can not be loaded or brought up
     +-- PolicyRefusal             the compose model breaks the service's policy
     +-- UsageError                a request (SSH command, CLI argument) is malformed or refused
+    +-- SecretError               a SOPS document can not be decrypted, or a service's age
+                                  identity can not be made or read (file and reason, never
+                                  a value)
 """
 
 from __future__ import annotations
@@ -50,3 +53,13 @@ class PolicyRefusal(PgoError):
 
 class UsageError(PgoError):
     pass
+
+
+class SecretError(PgoError):
+    """A secret file or identity is refused. `path` names the file (relative to the checkout
+    for a SOPS document); the message says why, and never holds a secret value."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
