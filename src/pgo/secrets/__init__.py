@@ -1,6 +1,27 @@
 """Secrets in git: SOPS documents, decrypted with each service's own age identity.
 
+The whole face of the package (what the daemon, `pgod check` and the SSH commands call):
+
+    identity.ensure(private_dir) -> Identities
+        a service's own identity, DIR/.pgo/services/NAME/age.key (made now, root-only,
+        when there is none)
+    Identities.recipient                       -> "age1..." (what `//recipient` prints)
+    checkout.tracked_files(git_ls_files_z)     -> [path, ...]
+    checkout.decrypt_checkout(dir, tracked, identities, (uid, gid)) -> Decrypted
+        every SOPS document among the tracked files decrypted in place (or checked only,
+        write=False); Decrypted.files, .secrets (to redact), .mismatched (worth a warning)
+    SecretError (pgo.errors)                   one line: the file, the reason, never a value
+
 Modules: `sops` (one document: sniff, decrypt, MAC), `yamlfmt` and `formats` (sops' stores:
 YAML; JSON, binary, dotenv, INI), `tree` (sops' document model), `gonum` (Go's number and
-time text), `identity` (a service's age identities).
+time text), `identity`, `checkout`.
 """
+
+from __future__ import annotations
+
+from pgo.secrets.checkout import Decrypted, decrypt_checkout, tracked_files
+from pgo.secrets.identity import IDENTITY_FILE, Identities
+from pgo.secrets.sops import MAX_SIZE
+
+__all__ = ["IDENTITY_FILE", "MAX_SIZE", "Decrypted", "Identities", "decrypt_checkout",
+           "tracked_files"]
