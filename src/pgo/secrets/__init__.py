@@ -2,9 +2,9 @@
 
 The whole face of the package (what the daemon, `pgod check` and the SSH commands call):
 
-    identity.ensure(private_dir) -> Identities
-        a service's own identity, DIR/.pgo/services/NAME/age.key (made now, root-only,
-        when there is none)
+    identity.for_service(svc, private_dir, create=True) -> Identities
+        the identities service `svc` decrypts with: the operator's `age_identity` file, or
+        its own DIR/.pgo/services/NAME/age.key (made now, root-only, when there is none)
     Identities.recipient                       -> "age1..." (what `//recipient` prints)
     checkout.tracked_files(git_ls_files_z)     -> [path, ...]
     checkout.decrypt_checkout(dir, tracked, identities, (uid, gid)) -> Decrypted
@@ -20,8 +20,8 @@ time text), `identity`, `checkout`.
 from __future__ import annotations
 
 from pgo.secrets.checkout import Decrypted, decrypt_checkout, tracked_files
-from pgo.secrets.identity import IDENTITY_FILE, Identities
+from pgo.secrets.identity import IDENTITY_FILE, Identities, for_service
 from pgo.secrets.sops import MAX_SIZE
 
 __all__ = ["IDENTITY_FILE", "MAX_SIZE", "Decrypted", "Identities", "decrypt_checkout",
-           "tracked_files"]
+           "for_service", "tracked_files"]

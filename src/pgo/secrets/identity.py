@@ -1,5 +1,6 @@
 """A service's age identities: its own, made on first need, or the operator's file.
 
+    for_service(svc, private_dir)   the identities a service decrypts with (made if need be)
     ensure(private_dir)             the service's own identity: read, or made once
     read(path)                      an identity file as age-keygen writes it
     Identities.recipient            the `age1...` a team encrypts for
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import pyrage
 
+from pgo import config
 from pgo.errors import SecretError
 
 log = logging.getLogger("pgo.secrets")
@@ -168,3 +170,12 @@ def _make(private_dir: Path) -> Identities:
     log.info("made an age identity %s (recipient %s)", path, recipient)
     return read(path)
 
+
+def for_service(svc: config.Service, private_dir: Path, *, create: bool = True) -> Identities:
+    """The identities service `svc` decrypts with: the operator's `age_identity` file, or
+    its own in `private_dir` (made now when `create` and there is none)."""
+    if svc.age_identity:
+        return read(Path(svc.age_identity))
+    if create:
+        return ensure(private_dir)
+    return read(private_dir / IDENTITY_FILE)
