@@ -263,8 +263,18 @@ def test_non_utf8_names_round_trip(tmp_path: Path) -> None:
 def test_more_documents_than_the_bound_are_refused(tmp_path: Path) -> None:
     for i in range(checkout.MAX_DOCUMENTS + 1):
         shutil.copy(VECTORS / "rotated-old.env", tmp_path / f"{i}.env")
-    with pytest.raises(SecretError, match="more than 256 SOPS documents"):
+    with pytest.raises(SecretError, match="more than 256 SOPS documents, or more than 8 MiB"):
         checkout.decrypt_checkout(tmp_path, [f"{i}.env" for i in range(257)], key("key1"),
+                                  owner(), write=False)
+
+
+def test_more_bytes_of_documents_than_the_bound_are_refused(tmp_path: Path) -> None:
+    padding = b"#" + b"x" * 1023 + b"\n"
+    doc = padding * 1000 + (VECTORS / "app.env").read_bytes()  # under 1 MiB each
+    for i in range(9):
+        (tmp_path / f"{i}.env").write_bytes(doc)
+    with pytest.raises(SecretError, match="8.env: more than 256 SOPS documents, or more"):
+        checkout.decrypt_checkout(tmp_path, [f"{i}.env" for i in range(9)], key("key1"),
                                   owner(), write=False)
 
 

@@ -267,6 +267,15 @@ def test_two_rules_at_once_are_malformed() -> None:
         sops.decrypt(data, "regex.yaml", ids("key1"))
 
 
+@pytest.mark.parametrize("name, doc", [
+    ("deep.json", b'{"sops": {"mac": "x"}, "a": ' + b"[" * 900 + b"]" * 900 + b"}"),
+    ("deep.yaml", b"sops: {mac: x}\na: " + b"[" * 300 + b"]" * 300 + b"\n"),
+])
+def test_deep_nesting_is_refused_in_one_line(name: str, doc: bytes) -> None:
+    with pytest.raises(sops.Malformed, match="nested"):
+        sops.decrypt(doc, name, ids("key1"))
+
+
 def test_an_alias_bomb_is_refused_not_expanded() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 12):

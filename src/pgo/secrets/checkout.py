@@ -34,7 +34,10 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 EDGE = 64 * 1024  # of a file over the limit, the head and tail sniffed for sops' metadata
 MIB = 1 << 20
-MAX_DOCUMENTS = 256  # per checkout: each is parsed, decrypted and held until all are
+# per checkout: each document is parsed, decrypted and held until all are (a YAML document
+# of 1 MiB takes pgod about a second)
+MAX_DOCUMENTS = 256
+MAX_TOTAL = 8 * MIB
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ def decrypt_checkout(checkout: Path, tracked: Iterable[str],
     plaintexts: list[tuple[str, bytes]] = []
     found_secrets: list[str] = []
     mismatched: list[str] = []
+    total = 0
     try:
         for rel in tracked:
             data = tree.read(rel, limit)
@@ -91,9 +95,10 @@ def decrypt_checkout(checkout: Path, tracked: Iterable[str],
                 raise SecretError(rel, f"can not be decrypted: {e}") from None
             plaintexts.append((rel, plain.content))
             found_secrets += plain.secrets
-            if len(plaintexts) > MAX_DOCUMENTS:
-                raise SecretError(rel, f"more than {MAX_DOCUMENTS} SOPS documents in one "
-                                  "commit; refused")
+            total += len(data)
+            if len(plaintexts) > MAX_DOCUMENTS or total > MAX_TOTAL:
+                raise SecretError(rel, f"more than {MAX_DOCUMENTS} SOPS documents, or more "
+                                  f"than {_size(MAX_TOTAL)} of them, in one commit; refused")
         if write:
             for rel, content in plaintexts:
                 tree.replace(rel, content, owner)

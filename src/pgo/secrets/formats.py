@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 
-from pgo.secrets import gonum
+from pgo.secrets import gonum, sops
 from pgo.secrets.sops import Document, Malformed
 from pgo.secrets.tree import Branch, Comment, Item, Value, seq, val_to_string
 
@@ -109,7 +109,7 @@ def unflatten(flat: Branch) -> Branch:
         out.append(parts[0])
         for sep, tok in zip(parts[1::2], parts[2::2], strict=True):
             if sep == LIST_SEP:
-                if not tok.isdigit():
+                if not re.fullmatch("[0-9]+", tok):
                     raise Malformed("its sops metadata has a bad list index")
                 out.append(int(tok))
             else:
@@ -180,6 +180,7 @@ def _load_json(data: bytes) -> list[Branch]:
         raise Malformed(f"not valid JSON: {_json_reason(e)}") from None
     if not isinstance(value, Branch):
         raise Malformed("its JSON is not an object")
+    sops.check_depth([value])
     _fix_strings(value)
     return [value]
 

@@ -54,6 +54,7 @@ ENC_RE = re.compile(
 RULE_KEYS = ("unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex",
              "unencrypted_comment_regex", "encrypted_comment_regex")
 MAX_RECIPIENTS = 64  # age entries tried per document
+MAX_DEPTH = 200  # levels of maps and lists
 
 
 class Malformed(Exception):
@@ -107,12 +108,15 @@ def decrypt(data: bytes, name: str, identities: Sequence[pyrage.x25519.Identity]
     from pgo.secrets import formats, yamlfmt
 
     fmt = format_for(name)
+    if len(data) > MAX_SIZE:
+        raise Malformed(f"larger than {MAX_SIZE >> 20} MiB")
     if fmt == "yaml":
         doc = yamlfmt.load(data)
     else:
         doc = formats.load(fmt, data)
     if doc.metadata is None:
         raise Malformed("no sops metadata in it")
+    check_depth(doc.branches)
     meta = Metadata.parse(doc.metadata)
     key = data_key(meta, identities)
     secrets: list[str] = []
@@ -391,6 +395,19 @@ def _scalar_bytes(value: Value, path: Sequence[str]) -> bytes:
     if isinstance(value, (list, Comment)) or value is None:
         raise Malformed(f"the value at {_where(path)} is not a scalar")
     return to_bytes(value)
+
+
+def check_depth(branches: list[Branch]) -> None:
+    """Refuse a tree nested deeper than MAX_DEPTH (the walks below recurse)."""
+    stack: list[tuple[Value, int]] = [(b, 1) for b in branches]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Malformed(f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, Branch):
+            stack += [(i.value, depth + 1) for i in value]
+        elif (items := seq(value)) is not None:
+            stack += [(v, depth + 1) for v in items]
 
 
 def _where(path: Sequence[str]) -> str:
