@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 
 from pgo.secrets import gonum, sops
 from pgo.secrets.sops import Document, Malformed
@@ -527,5 +526,3 @@ def _quote_value(v: str) -> str:
         return '"' + v + '"'
     return v
 
-
-Loader = Callable[[bytes], list[Branch]]
