@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class PgoError(Exception):
     """Base of pgo's own errors. The message is a single line."""
@@ -57,9 +59,12 @@ class UsageError(PgoError):
 
 class SecretError(PgoError):
     """A secret file or identity is refused. `path` names the file (relative to the checkout
-    for a SOPS document); the message says why, and never holds a secret value."""
+    for a SOPS document); the message says why, and never holds a secret value. A file name
+    is a team's: its control characters and bytes that are not UTF-8 are escaped."""
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        shown = re.sub("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]",
+                       lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", path)
+        super().__init__(f"{shown}: {reason}")

@@ -154,6 +154,19 @@ def test_a_symlinked_directory_on_the_way_is_refused(tmp_path: Path) -> None:
     assert inside.read_bytes() == (VECTORS / "app.env").read_bytes()  # nothing written
 
 
+def test_a_file_name_can_not_break_the_line_of_an_error(tmp_path: Path) -> None:
+    """File names are the team's: a newline in one must not forge a log line."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    (repo / "x\n[shop] deployed").symlink_to(outside)
+    with pytest.raises(SecretError) as e:
+        checkout.decrypt_checkout(repo, ["x\n[shop] deployed/app.env"], key("key1"), owner())
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith("x\\x0a[shop] deployed/app.env: x\\x0a[shop] deployed is")
+
+
 def test_a_fifo_is_skipped_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.env")
     plant(tmp_path, "app.env", "app.env")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pyrage
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgo.secrets import formats, sops, yamlfmt
 from pgo.secrets.identity import read
@@ -137,6 +139,20 @@ def test_a_wrong_key_is_refused_naming_both_recipients() -> None:
     msg = str(e.value)
     assert recipient("key1") in msg and recipient("other") in msg
     assert "s3cr3t" not in msg
+
+
+def test_file_content_in_a_message_can_not_break_its_line() -> None:
+    """Keys and recipients are the team's text: escaped and cut, never a second line."""
+    data = (VECTORS / "app.env").read_bytes()
+    field = b"sops_age__list_0__map_recipient="
+    data = data.replace(field, field + b"x\\n")
+    with pytest.raises(sops.Refused) as e:
+        sops.decrypt(data, "app.env", ids("other"))
+    assert "\n" not in str(e.value) and "a recipient not named" in str(e.value)
+    doc = b'"a\\nb": 1\n"a\\nb": 2\nsops: {mac: x}\n'
+    with pytest.raises(sops.Malformed) as m:
+        sops.decrypt(doc, "k.yaml", ids("key1"))
+    assert str(m.value) == "the key a\\x0ab is there twice"
 
 
 def test_a_file_for_several_recipients_opens_with_any(tmp_path: Path) -> None:
@@ -337,3 +353,39 @@ def test_mac_only_encrypted_covers_only_encrypted_values() -> None:
     # with mac_only_encrypted an unencrypted value may change (sops' own semantics)
     changed = doc.replace(b"b_unencrypted: open", b"b_unencrypted: other")
     assert b"other" in sops.decrypt(changed, "m.yaml", ids("key1")).content
+
+
+# -- hostile bytes ----------------------------------------------------------------------------
+
+TOKENS = [b"\n", b" ", b"#", b":", b"-", b'"', b"'", b"[", b"{", b"]", b"}", b"\t", b"&a ",
+          b"*a", b"!!int ", b"!!binary ", b"\\", b"=", b";", b"`", b"|", b"---\n", b"\xff",
+          b"\xc3", b"ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:int]", b"__list_9",
+          b"__map_", b"sops_", b"<<: ", b"0x", b"1e999", b"2024-13-45", b"\r\n", b"\x00"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(vector_names() + ["../interop/encrypted.yaml",
+                                          "../interop/encrypted.env"]),
+       st.lists(st.tuples(st.integers(0, 3), st.floats(0, 1), st.integers(0, 255),
+                          st.sampled_from(TOKENS)), min_size=1, max_size=5))
+def test_hostile_bytes_only_ever_raise_one_line_refusals(
+        name: str, edits: list[tuple[int, float, int, bytes]]) -> None:
+    """A document changed anywhere decrypts, or is refused with one line: never another
+    exception (which would be a traceback in pgod), never a second line in a log."""
+    data = bytearray((VECTORS / name).read_bytes())
+    for op, where, byte, token in edits:
+        i = int(where * len(data))
+        if op == 0 and i < len(data):
+            data[i] = byte
+        elif op == 1:
+            del data[i:i + 1 + byte % 40]
+        elif op == 2:
+            data[i:i] = data[byte:byte + 60]
+        else:
+            data[i:i] = token
+    base = Path(name).name
+    try:
+        sops.is_document(bytes(data), base)
+        sops.decrypt(bytes(data), base, ids("key1", "key2", "interop"))
+    except (sops.Malformed, sops.Refused) as e:
+        assert "\n" not in str(e)

@@ -29,6 +29,7 @@ from pathlib import Path
 from pgo.errors import SecretError
 from pgo.secrets import sops
 from pgo.secrets.identity import Identities
+from pgo.secrets.tree import shown
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -155,9 +156,10 @@ class _Tree:
                 if e.errno == errno.ENOENT:
                     return None
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise SecretError(rel, f"{key} is a symlink or not a directory; not "
-                                      "followed") from None
-                raise SecretError(rel, f"can not open {key}: {e.strerror or e}") from None
+                    raise SecretError(rel, f"{shown(key)} is a symlink or not a directory; "
+                                      "not followed") from None
+                raise SecretError(rel, f"can not open {shown(key)}: {e.strerror or e}") \
+                    from None
             self.dirs[key] = sub
             fd = sub
         return fd

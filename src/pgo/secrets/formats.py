@@ -13,7 +13,7 @@ import re
 
 from pgo.secrets import gonum, sops
 from pgo.secrets.sops import Document, Malformed
-from pgo.secrets.tree import Branch, Comment, Item, Value, seq, val_to_string
+from pgo.secrets.tree import Branch, Comment, Item, Value, seq, shown, val_to_string
 
 SOPS_KEY = "sops"
 SOPS_PREFIX = "sops_"
@@ -299,7 +299,7 @@ def _emit_dotenv(branch: Branch) -> str:
             out.append(f"#{item.key.value}\n")
             continue
         if isinstance(item.value, list):
-            raise Malformed(f"{item.key} holds a list or a map, which dotenv can not")
+            raise Malformed(f"{shown(item.key)} holds a list or a map, which dotenv can not")
         value = item.value
         text = value.replace("\n", "\\n") if isinstance(value, str) else val_to_string(value)
         out.append(f"{item.key}={text}\n")
@@ -464,7 +464,7 @@ def _emit_ini(branches: list[Branch]) -> str:
             if isinstance(item.key, Comment):
                 continue
             if not isinstance(item.value, Branch):
-                raise Malformed(f"{item.key} is not a section")
+                raise Malformed(f"{shown(item.key)} is not a section")
             sec = _Section(item.key)
             entries = list(item.value)
             if entries and isinstance(entries[0].key, Comment):
@@ -476,7 +476,7 @@ def _emit_ini(branches: list[Branch]) -> str:
                         sec.keys[last] = (sec.keys[last][0], e.key.value)
                     continue
                 if isinstance(e.value, list):
-                    raise Malformed(f"{item.key}/{e.key} holds a list or a map")
+                    raise Malformed(f"{shown(item.key + '/' + e.key)} holds a list or a map")
                 value = e.value if isinstance(e.value, str) else val_to_string(e.value)
                 sec.keys[e.key] = (value, sec.keys.get(e.key, ("", ""))[1])
                 last = e.key

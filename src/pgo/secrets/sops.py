@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pgo.secrets import gonum
-from pgo.secrets.tree import Branch, Comment, Timestamp, Value, seq, to_bytes
+from pgo.secrets.tree import Branch, Comment, Timestamp, Value, seq, shown, to_bytes
 
 MAX_SIZE = 1 << 20  # bytes: a SOPS document larger than this is refused
 
@@ -255,16 +255,21 @@ def data_key(meta: Metadata, identities: Sequence[pyrage.x25519.Identity]) -> by
     """The data key, from the first age entry one of `identities` opens."""
     for _, enc in meta.age:
         try:
-            key: bytes = pyrage.decrypt(enc.encode(), list(identities))
+            key: bytes = pyrage.decrypt(enc.encode("utf-8", "surrogateescape"),
+                                        list(identities))
         except pyrage.DecryptError:
             continue
         if len(key) != 32:
             raise Malformed("its data key is not 32 bytes")
         return key
     mine = ", ".join(str(i.to_public()) for i in identities)
-    theirs = ", ".join(sorted({r for r, _ in meta.age if r})) or "unnamed recipients"
+    theirs = ", ".join(sorted({r if _RECIPIENT.match(r) else "a recipient not named"
+                               for r, _ in meta.age})) or "no named recipient"
     raise Refused(f"no identity of this service opens it: it is encrypted for {theirs}, "
                   f"this service's recipient is {mine}")
+
+
+_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 
 
 def decrypt_value(text: str, key: bytes, aad: str) -> Value:
@@ -411,7 +416,7 @@ def check_depth(branches: list[Branch]) -> None:
 
 
 def _where(path: Sequence[str]) -> str:
-    return "/".join(path) or "the top"
+    return shown("/".join(path)) or "the top"
 
 
 def redactable(values: Sequence[str]) -> tuple[str, ...]:

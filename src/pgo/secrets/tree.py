@@ -11,6 +11,7 @@ bytes as surrogate escapes (`to_bytes` gives them back), as Go strings hold any 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Union, cast
 
@@ -38,6 +39,16 @@ class Branch(list[Item]):
 
 
 Value = Union[str, int, float, bool, None, Timestamp, Comment, "list[Value]", Branch]
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """File content (a key, a path) fit for a one-line message: control characters and
+    bytes that are not UTF-8 escaped, at most `limit` characters."""
+    out = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def seq(value: object) -> list[Value] | None:

@@ -33,7 +33,7 @@ import yaml.scanner
 
 from pgo.secrets import gonum, goyaml
 from pgo.secrets.sops import Document, Malformed
-from pgo.secrets.tree import Branch, Comment, Item, Timestamp, Value, seq
+from pgo.secrets.tree import Branch, Comment, Item, Timestamp, Value, seq, shown
 
 MAX_VALUES = 200_000  # values built, aliases expanded: a bound on alias bombs
 MAX_DEPTH = 256
@@ -126,9 +126,10 @@ def _documents(data: bytes) -> tuple[list[Any], _Loader]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise Malformed("not UTF-8 text") from None
-    loader = _Loader(text)
     nodes = []
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # (it checks every character first)
         while loader.check_node():
             nodes.append(loader.get_node())
     except yaml.MarkedYAMLError as e:
@@ -139,7 +140,8 @@ def _documents(data: bytes) -> tuple[list[Any], _Loader]:
     except RecursionError:
         raise Malformed("nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return nodes, loader
 
 
@@ -224,7 +226,7 @@ class _Builder:
             for k, v in node.value:
                 key = self.key(k)
                 if key in names:
-                    raise Malformed(f"the key {'/'.join(path + [key])} is there twice")
+                    raise Malformed(f"the key {shown('/'.join(path + [key]))} is there twice")
                 names.add(key)
                 if first:
                     lines = {k.start_mark.line}
@@ -364,7 +366,7 @@ def _scalar(node: Any) -> Value:
     if tag == "!!float" and rtag == "!!int":
         assert isinstance(value, int)
         return float(value)
-    raise Malformed(f"a value in it is tagged {tag} but is not one")
+    raise Malformed(f"a value in it is tagged {shown(tag)} but is not one")
 
 
 # -- writing: sops' appendTreeBranch and go-yaml's encoder.node, then its emitter ----------
