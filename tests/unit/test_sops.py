@@ -389,3 +389,54 @@ def test_hostile_bytes_only_ever_raise_one_line_refusals(
         sops.decrypt(bytes(data), base, ids("key1", "key2", "interop"))
     except (sops.Malformed, sops.Refused) as e:
         assert "\n" not in str(e)
+
+
+# -- Go's text of numbers and times (a MAC is over it) --------------------------------------
+
+# strconv.FormatFloat(f, 'f'|'g'|'G'|'e', -1, 64) and json.Marshal(f), as Go 1.19 printed them
+GO_FLOATS = [
+    (1.5, "1.5|1.5|1.5|1.5e+00|1.5"), (1e6, "1000000|1e+06|1E+06|1e+06|1000000"),
+    (123456.0, "123456|123456|123456|1.23456e+05|123456"),
+    (1234567.0, "1234567|1.234567e+06|1.234567E+06|1.234567e+06|1234567"),
+    (0.0001, "0.0001|0.0001|0.0001|1e-04|0.0001"), (0.00001, "0.00001|1e-05|1E-05|1e-05|0.00001"),
+    (1e21, "1000000000000000000000|1e+21|1E+21|1e+21|1e+21"),
+    (1.25e-7, "0.000000125|1.25e-07|1.25E-07|1.25e-07|1.25e-7"),
+    (5e-324, "0." + "0" * 323 + "5|5e-324|5E-324|5e-324|5e-324"),
+    (0.1, "0.1|0.1|0.1|1e-01|0.1"),
+    (9.999e-7, "0.0000009999|9.999e-07|9.999E-07|9.999e-07|9.999e-7"),
+]
+
+
+@pytest.mark.parametrize("f, go", GO_FLOATS)
+def test_float_text_is_gos(f: float, go: str) -> None:
+    from pgo.secrets import gonum
+
+    assert "|".join([gonum.format_float(f, "f"), gonum.format_float(f, "g"),
+                     gonum.format_float(f, "G"), gonum.format_float(f, "e"),
+                     gonum.json_float(f)]) == go
+
+
+def test_go_parsing_of_yaml_scalars() -> None:
+    r = yamlfmt.resolve
+    assert r("", "017") == ("!!int", 15)  # go-yaml v3 still reads YAML 1.1 octal
+    assert r("", "08") == ("!!float", 8.0)  # not octal, but a float
+    assert r("", "0x1F") == ("!!int", 31) and r("", "-0b101") == ("!!int", -5)
+    assert r("", "1_000") == ("!!int", 1000)
+    assert r("", "yes") == ("!!str", "yes") and r("", "True") == ("!!bool", True)
+    assert r("", "1e400") == ("!!str", "1e400")  # out of range: text
+    assert r("", "12:30") == ("!!str", "12:30")
+    assert r("", "2001-12-14t21:59:43.10-05:00") == ("!!timestamp",
+                                                     "2001-12-14T21:59:43.1-05:00")
+    assert r("", "2002-12-14") == ("!!timestamp", "2002-12-14T00:00:00Z")
+    assert r("", "2002-02-30") == ("!!str", "2002-02-30")
+    with pytest.raises(sops.Malformed):
+        r("", "18446744073709551615")  # a uint64: sops can not walk it
+
+
+def test_lastmodified_is_the_mac_additional_data_as_go_formats_it() -> None:
+    assert sops.rfc3339("2025-06-28T18:23:51Z") == "2025-06-28T18:23:51Z"
+    assert sops.rfc3339("2025-06-28T18:23:51.123456Z") == "2025-06-28T18:23:51Z"
+    assert sops.rfc3339("2025-06-28T18:23:51+00:00") == "2025-06-28T18:23:51Z"
+    assert sops.rfc3339("2025-06-28T20:23:51+02:00") == "2025-06-28T20:23:51+02:00"
+    with pytest.raises(sops.Malformed):
+        sops.rfc3339("yesterday")
