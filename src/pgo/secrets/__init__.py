@@ -12,9 +12,10 @@ The whole face of the package (what the daemon, `pgod check` and the SSH command
         write=False); Decrypted.files, .secrets (to redact), .mismatched (worth a warning)
     SecretError (pgo.errors)                   one line: the file, the reason, never a value
 
-Modules: `sops` (one document: sniff, decrypt, MAC), `yamlfmt` and `formats` (sops' stores:
-YAML; JSON, binary, dotenv, INI), `goyaml` (go-yaml v3's emitter, which prints sops' YAML),
-`tree` (sops' document model), `gonum` (Go's number and time text), `identity`, `checkout`.
+Modules: `sops` (one document: sniff, decrypt, MAC), `yamlfmt`, `formats` and `ini` (sops'
+stores: YAML; JSON, binary, dotenv and the metadata; INI), `goyaml` (go-yaml v3's emitter,
+which prints sops' YAML), `tree` (sops' document model), `gonum` (Go's number and time
+text), `identity`, `checkout`.
 """
 
 from __future__ import annotations
