@@ -2,7 +2,7 @@
 # Install and start everything pgo and its tests need on Debian 12, as root. Idempotent.
 #   scripts/setup.sh          runtime: docker engine, compose v2, git, pgo in .venv
 #   scripts/setup.sh --test   also compose v1, OpenSSH, a registry, Caddy, chromium (the
-#                             status page test), test tools
+#                             status page test), age (SOPS test documents), test tools
 set -eu
 cd "$(dirname "$0")/.."
 want_test=0
@@ -15,7 +15,7 @@ fi
 
 pkgs="docker.io busybox-static git openssh-client ca-certificates python3 python3-venv iptables go-md2man caddy"
 if [ "$want_test" = 1 ]; then
-    pkgs="$pkgs docker-compose openssh-server docker-registry apache2-utils systemd procps chromium"
+    pkgs="$pkgs docker-compose openssh-server docker-registry apache2-utils systemd procps chromium age"
 fi
 missing=""
 for p in $pkgs; do

@@ -1,9 +1,9 @@
 """pgo.toml -> frozen dataclasses. Every check of the configuration file lives here.
 
 The format is the original Go pgo's, unchanged, plus optional keys of pgo's own:
-`webhook_secret` and `notify` in a service, and `notify` at the top level (the default of
-every service that sets none). Any problem is a ConfigError whose message names the file,
-the service and the key (never a value that may be a secret).
+`webhook_secret`, `notify` and `age_identity` in a service, and `notify` at the top level
+(the default of every service that sets none). Any problem is a ConfigError whose message
+names the file, the service and the key (never a value that may be a secret).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ KEYS = {
     "mount": str,
     "webhook_secret": str,
     "notify": list,
+    "age_identity": str,
 }
 TOP_KEYS = ("services", "notify")
 REQUIRED = ("name", "user", "repository")
@@ -83,6 +84,8 @@ class Service:
     webhook_secret: str | None = field(default=None, repr=False)
     # Apprise URLs (they may carry credentials: secrets); None: the top-level default
     notify: tuple[str, ...] | None = field(default=None, repr=False)
+    # a file of age identities the service decrypts SOPS documents with (None: its own)
+    age_identity: str | None = None
 
     @property
     def is_root(self) -> bool:
@@ -286,6 +289,12 @@ def _service(
     if "notify" in t:
         notify = notify_list(t["notify"], lambda msg: err("notify", msg))
 
+    age_identity = t.get("age_identity")
+    if age_identity is not None and (
+            not age_identity.startswith("/") or ".." in Path(age_identity).parts
+            or age_identity.endswith("/") or any(c in age_identity for c in "\0\n\r")):
+        raise err("age_identity", "must be the absolute path of a file of age identities")
+
     return Service(
         name=name,
         user=user,
@@ -301,6 +310,7 @@ def _service(
         mount=mount,
         webhook_secret=secret,
         notify=notify,
+        age_identity=age_identity,
     )
 
 

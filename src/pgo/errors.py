@@ -7,9 +7,14 @@
     +-- ComposeError              the compose project can not be loaded or brought up
     +-- PolicyRefusal             the compose model breaks the service's policy
     +-- UsageError                a request (SSH command, CLI argument) is malformed or refused
+    +-- SecretError               a SOPS document can not be decrypted, or a service's age
+                                  identity can not be made or read (file and reason, never
+                                  a value)
 """
 
 from __future__ import annotations
+
+import re
 
 
 class PgoError(Exception):
@@ -50,3 +55,16 @@ class PolicyRefusal(PgoError):
 
 class UsageError(PgoError):
     pass
+
+
+class SecretError(PgoError):
+    """A secret file or identity is refused. `path` names the file (relative to the checkout
+    for a SOPS document); the message says why, and never holds a secret value. A file name
+    is a team's: its control characters and bytes that are not UTF-8 are escaped."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        shown = re.sub("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]",
+                       lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", path)
+        super().__init__(f"{shown}: {reason}")

@@ -58,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
         prog="pgod",
         description="Track git repositories and keep their compose projects running. "
         "`pgod check ...` validates a config or judges a compose project; "
-        "`pgod notify-test -c CONFIG NAME` sends a test notification (see pgod(8)).",
+        "`pgod notify-test -c CONFIG NAME` sends a test notification; "
+        "`pgod recipient -c CONFIG NAME` prints a service's age recipient (see pgod(8)).",
     )
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (%(default)s)")
     p.add_argument("-d", "--dir", default=DEFAULT_DIR,
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         from pgo.cli import notifytest
 
         sys.exit(notifytest.main(args_list[1:]))
+    if args_list[:1] == ["recipient"]:
+        from pgo.cli import recipient
+
+        sys.exit(recipient.main(args_list[1:]))
     args = parser().parse_args(args_list)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,

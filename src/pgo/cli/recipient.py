@@ -1,0 +1,60 @@
+"""`pgod recipient -c CONFIG [-d DIR] NAME`: print service NAME's age recipient, one line.
+
+The recipient is what a team encrypts its SOPS documents for (`sops encrypt --age age1...`).
+It is read from the operator's `age_identity` file, or from the service's own identity in
+DIR/.pgo/services/NAME/age.key, which is made now when there is none yet, as pgod would
+make it. Exit status: 0 printed, 1 the identity can not be read or made, 2 usage or
+configuration error (one line, on standard error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from pgo import config
+from pgo.errors import PgoError, SecretError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="pgod recipient",
+               description="Print service NAME's age recipient (made on first need), the "
+               "key a team encrypts its SOPS documents for.")
+    p.add_argument("-c", "--config", default="/etc/pgo.toml")
+    p.add_argument("-d", "--dir", default="/var/lib/pgo",
+                   help="pgod's --dir: the service's identity is DIR/.pgo/services/NAME/age.key")
+    p.add_argument("name", metavar="NAME", help="the service")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+    except PgoError as e:
+        print(e, file=sys.stderr)
+        return 2
+    svc = cfg.get(args.name)
+    if svc is None:
+        print(f"pgod recipient: no service {args.name!r} in {args.config}", file=sys.stderr)
+        return 2
+    from pgo.secrets import identity
+    from pgo.service import Paths
+
+    private = Paths(root=Path(args.dir).absolute(), datadir=Path("/")).private(svc.name)
+    try:
+        ids = identity.for_service(svc, private)
+    except SecretError as e:
+        print(f"pgod recipient: {svc.name}: {e}", file=sys.stderr)
+        return 1
+    print(ids.recipient)
+    return 0
