@@ -4,7 +4,7 @@ It follows sops' Tree.Encrypt (sops.go): every value not left out by the rules i
 encrypted (cryptography) with its key path as additional data, the MAC is SHA-512 over the
 plaintext values in order, stored encrypted with `lastmodified` as additional data, and the
 32-byte data key is wrapped for each recipient by the real `age` command (`age -a -r`). The
-tree is read and written with pgo's own stores (what the oracle vectors check against sops).
+tree is read and written with pgo's own stores.
 
 Deterministic when asked: `ivs` maps a value's additional data to its IV (the interop test
 re-encrypts sops' own file with sops' data key and IVs and must get it back byte for byte),
