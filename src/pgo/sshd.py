@@ -143,6 +143,8 @@ class SshServer:
         self.acceptor: asyncssh.SSHAcceptor | None = None
         self.sessions: set[asyncio.Task[Any]] = set()
         self.limits = Limits()
+        self.keyring = sshkeys.Keyring(
+            lambda: {n: s.paths.checkout(n) for n, s in daemon.services.items()})
 
     async def start(self, host: str, port: int) -> None:
         key = sshkeys.load_host_key(self.daemon.opts.paths.root / STATE_DIR)
@@ -218,8 +220,8 @@ class SshServer:
                 raise Refused(request.NOT_FOUND,
                               f'Not Found: No service found with name "{req.name}"')
             key = process.get_extra_info(KEY_INFO)
-            if key is None or not await asyncio.to_thread(
-                    sshkeys.authorized, key, svc.paths.checkout(req.name)):
+            if key is None or not await self.keyring.authorized(
+                    key, req.name, svc.paths.checkout(req.name)):
                 raise Refused(request.UNAUTHORIZED,
                               f'Unauthorized: Key for user "{user}" does not match any '
                               f"for name {req.name}")

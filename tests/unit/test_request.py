@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shlex
 from pathlib import Path
@@ -158,11 +160,9 @@ def test_service_keys(tmp_path: Path) -> None:
     (tmp_path / "ssh" / "notakey.txt").write_text(p3)
     (tmp_path / "elsewhere.pub").write_text(p4)
     (tmp_path / "ssh" / "link.pub").symlink_to(tmp_path / "elsewhere.pub")
-    found = {k.public_data for k in sshkeys.service_keys(tmp_path)}
-    assert found == {k1.public_data, k2.public_data}
-    assert sshkeys.authorized(k1, tmp_path)
-    assert not sshkeys.authorized(k3, tmp_path)
-    assert not sshkeys.authorized(outside, tmp_path)
+    found = sshkeys.read_keys(tmp_path)
+    assert found.keys == {k1.public_data, k2.public_data}
+    assert found.problems == []
 
 
 def test_ssh_dir_symlink_is_not_followed(tmp_path: Path) -> None:
@@ -171,8 +171,86 @@ def test_ssh_dir_symlink_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "real" / "a.pub").write_text(pub)
     (tmp_path / "checkout").mkdir()
     (tmp_path / "checkout" / "ssh").symlink_to(tmp_path / "real")
-    assert sshkeys.service_keys(tmp_path / "checkout") == []
-    assert sshkeys.service_keys(tmp_path / "missing") == []
+    assert sshkeys.read_keys(tmp_path / "checkout").keys == set()
+    assert sshkeys.read_keys(tmp_path / "missing").keys == set()
+
+
+def _checkout(path: Path, commit: str) -> Path:
+    """A directory that looks like a checkout of `commit` to git's ref files."""
+    (path / ".git" / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+    (path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (path / ".git" / "refs" / "heads" / "main").write_text(commit + "\n")
+    (path / "ssh").mkdir(exist_ok=True)
+    return path
+
+
+def test_keys_are_read_once_per_commit(tmp_path: Path) -> None:
+    """A request does not read the key files: a commit's keys are parsed once, and read
+    again when the checkout's HEAD moves."""
+    k1, p1 = _pub()
+    k2, p2 = _pub()
+    co = _checkout(tmp_path, "1" * 40)
+    (co / "ssh" / "a.pub").write_text(p1)
+    ring = sshkeys.Keyring(lambda: {"svc": co})
+
+    async def keys() -> frozenset[bytes]:
+        return await ring.keys_of("svc", co)
+
+    assert asyncio.run(keys()) == {k1.public_data}
+    (co / "ssh" / "a.pub").write_text(p2)  # not a commit: nothing changes
+    assert asyncio.run(keys()) == {k1.public_data}
+    assert asyncio.run(ring.authorized(k1, "svc", co))
+    _checkout(co, "2" * 40)
+    assert asyncio.run(keys()) == {k2.public_data}
+    assert not asyncio.run(ring.authorized(k1, "svc", co))
+    (co / ".git" / "HEAD").unlink()  # no commit (a clone in progress): no key
+    assert asyncio.run(keys()) == frozenset()
+
+
+def test_many_requests_at_once_parse_the_keys_once(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    key, pub = _pub()
+    co = _checkout(tmp_path, "1" * 40)
+    (co / "ssh" / "a.pub").write_text(pub)
+    (co / "ssh" / "big.pub").write_text("#" * (sshkeys.MAX_FILE + 1))
+    ring = sshkeys.Keyring(lambda: {"svc": co})
+
+    async def many() -> list[frozenset[bytes]]:
+        return await asyncio.gather(*(ring.keys_of("svc", co) for _ in range(50)))
+
+    with caplog.at_level(logging.WARNING, "pgo.sshkeys"):
+        assert asyncio.run(many()) == [{key.public_data}] * 50
+        assert asyncio.run(many()) == [{key.public_data}] * 50
+    [record] = caplog.records  # what was left out is said once, for the one parse
+    assert "ssh/big.pub is larger than" in record.getMessage()
+    assert "[svc] ssh keys of commit 11111111" in record.getMessage()
+
+
+def test_key_files_are_bounded(tmp_path: Path) -> None:
+    """255 files of 64 KiB cost pgod seconds of CPU per request: count, size and key
+    lines are bounded, and what is left out is said."""
+    pubs = [_pub()[1] for _ in range(4)]
+    (tmp_path / "ssh").mkdir()
+    for i in range(sshkeys.MAX_FILES + 10):
+        (tmp_path / "ssh" / f"k{i:03}.pub").write_text(pubs[i % 4])
+    found = sshkeys.read_keys(tmp_path)
+    assert len(found.keys) == 4 and found.lines == sshkeys.MAX_FILES
+    assert found.problems == [f"{sshkeys.MAX_FILES + 10} ssh/*.pub files: only the first "
+                              f"{sshkeys.MAX_FILES} read (up to ssh/k063.pub)"]
+
+    many = "".join(_pub()[1] for _ in range(sshkeys.MAX_KEYS + 5))
+    (tmp_path / "ssh" / "k000.pub").write_text(many)
+    found = sshkeys.read_keys(tmp_path)
+    assert found.lines == sshkeys.MAX_KEYS and len(found.keys) == sshkeys.MAX_KEYS
+    assert found.problems[1:] == [f"more than {sshkeys.MAX_KEYS} key lines: the rest of "
+                                  "ssh/k000.pub and what follows ignored"]
+    (tmp_path / "ssh" / "k000.pub").write_text(pubs[0] + "#" * sshkeys.MAX_FILE)
+    assert "ssh/k000.pub is larger than" in sshkeys.read_keys(tmp_path).problems[1]
+
+    for i in range(sshkeys.MAX_ENTRIES):
+        (tmp_path / "ssh" / f"x{i}").write_text("")
+    found = sshkeys.read_keys(tmp_path)
+    assert found.keys == set() and "more than 1024 entries" in found.problems[0]
 
 
 def test_host_key_is_made_once(tmp_path: Path) -> None:
