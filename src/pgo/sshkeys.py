@@ -10,7 +10,9 @@ authorized_keys line with options, a certificate, garbage) grants nothing.
 What a team commits there costs pgod work, so it is bounded and done once per commit: the
 keys of a checkout are parsed when its HEAD (read from git's files) changes, never per
 request, and at most MAX_FILES files of MAX_FILE bytes and MAX_KEYS key lines are read;
-what is left out is logged once per commit. `Keyring` keeps every tracked service's keys.
+what is left out is logged once per commit. `Keyring` keeps every tracked service's keys
+and their union, which the SSH server asks at authentication: a key no service holds is
+not let in at all.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,9 @@ MAX_FILES = 64  # ssh/*.pub files read, in name order
 MAX_FILE = 16 * 1024  # bytes of one file (room for about 20 RSA keys)
 MAX_KEYS = 128  # key lines parsed per checkout (comments and blank lines are free)
 HOST_KEY = "ssh_host_ed25519_key"
+# A key no service holds makes the keyring look at every checkout's HEAD again, at most
+# this often: a key pushed a moment ago is found, a flood of unknown keys costs little.
+REFRESH_GAP = 0.25
 
 
 def load_host_key(directory: Path) -> asyncssh.SSHKey:
@@ -150,7 +156,8 @@ class KeySet:
 
 
 class Keyring:
-    """Every tracked service's keys, parsed once per commit of its checkout.
+    """Every tracked service's keys, parsed once per commit of its checkout, and their
+    union, which tells a key that some service holds from one that none does.
 
     `tracked()` gives the services tracked now (name -> checkout). Parsing runs in a
     thread, once for any number of requests that ask at the same time."""
@@ -159,6 +166,10 @@ class Keyring:
         self.tracked = tracked
         self._sets: dict[str, KeySet] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[KeySet | None]] = {}
+        self._index: frozenset[bytes] = frozenset()  # every tracked service's keys
+        self._refresh: asyncio.Task[None] | None = None
+        self._last_start = -1e9  # monotonic time the last refresh started
+        self._fresh_since = -1e9  # ... and the last one that finished
 
     async def keys_of(self, name: str, checkout: Path) -> frozenset[bytes]:
         """The keys in the checkout's current commit (none while it has no commit)."""
@@ -186,7 +197,10 @@ class Keyring:
             before = checkout_commit(checkout)
             if before is None:
                 return None
-            found = read_keys(checkout)
+            try:
+                found = read_keys(checkout)
+            except OSError as e:  # an unreadable ssh/ grants nothing
+                found = Parsed(problems=[f"ssh/: {e.strerror or e}"])
             if checkout_commit(checkout) == before:
                 if found.problems:
                     log.warning("[%s] ssh keys of commit %s: %s", name, before[:8],
@@ -197,3 +211,35 @@ class Keyring:
     async def authorized(self, key: asyncssh.SSHKey, name: str, checkout: Path) -> bool:
         """Is `key` one of service `name`'s keys in its current commit?"""
         return key.public_data in await self.keys_of(name, checkout)
+
+    async def holds(self, key: asyncssh.SSHKey, since: float) -> bool:
+        """Does some tracked service hold `key`? The union is as of a refresh that started
+        at or after `since` (a monotonic time: when the connection came), so a key pushed
+        and deployed before the client connected is known."""
+        if key.public_data in self._index:
+            return True
+        while self._fresh_since < since:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.create_task(self._refresh_soon())
+            await asyncio.shield(self._refresh)
+        return key.public_data in self._index
+
+    async def _refresh_soon(self) -> None:
+        wait = self._last_start + REFRESH_GAP - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        started = self._last_start = time.monotonic()
+        try:
+            await self.refresh()
+        finally:
+            self._fresh_since = started
+
+    async def refresh(self) -> None:
+        """Look at every tracked checkout's commit; parse the keys of those that moved."""
+        tracked = dict(self.tracked())
+        union: set[bytes] = set()
+        for name, checkout in tracked.items():
+            union |= await self.keys_of(name, checkout)
+        for gone in set(self._sets) - set(tracked):
+            del self._sets[gone]
+        self._index = frozenset(union)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import shlex
+import time
 from pathlib import Path
 
 import asyncssh
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgo import knownhosts, request, sshkeys
+from pgo import knownhosts, request, sshd, sshkeys
 from pgo.cli.pgoctl import split_target
 from pgo.request import Refused
 
@@ -251,6 +252,73 @@ def test_key_files_are_bounded(tmp_path: Path) -> None:
         (tmp_path / "ssh" / f"x{i}").write_text("")
     found = sshkeys.read_keys(tmp_path)
     assert found.keys == set() and "more than 1024 entries" in found.problems[0]
+
+
+def test_the_keyring_holds_only_keys_of_tracked_services(tmp_path: Path) -> None:
+    """At authentication a key is let in only when some tracked service holds it; a key
+    deployed a moment ago is found, one of a service no longer tracked is not."""
+    k1, p1 = _pub()
+    k2, p2 = _pub()
+    nobody = _pub()[0]
+    a, b = _checkout(tmp_path / "a", "1" * 40), _checkout(tmp_path / "b", "2" * 40)
+    (a / "ssh" / "k.pub").write_text(p1)
+    tracked = {"a": a, "b": b}
+    asked: list[int] = []
+
+    def now_tracked() -> dict[str, Path]:
+        asked.append(1)
+        return tracked
+
+    ring = sshkeys.Keyring(now_tracked)
+
+    async def holds(key: asyncssh.SSHKey) -> bool:
+        return await ring.holds(key, time.monotonic())
+
+    assert asyncio.run(holds(k1)) and not asyncio.run(holds(nobody))
+    (b / "ssh" / "k.pub").write_text(p2)
+    _checkout(b, "3" * 40)
+    assert asyncio.run(holds(k2))  # a new commit of b: found without waiting for a poll
+    del tracked["a"]
+    assert not asyncio.run(holds(nobody))
+    assert not asyncio.run(holds(k1))
+
+    async def flood() -> list[bool]:  # unknown keys at once: one look at the checkouts
+        since = time.monotonic()
+        return await asyncio.gather(*(ring.holds(nobody, since) for _ in range(100)))
+
+    before = len(asked)
+    assert not any(asyncio.run(flood()))
+    assert len(asked) - before == 1
+
+
+def test_connections_are_limited_per_source() -> None:
+    limits = sshd.Limits(startups=6, connections=10, startups_per_source=3,
+                         connections_per_source=4)
+    assert all(limits.admit("10.0.0.1") for _ in range(3))
+    assert not limits.admit("10.0.0.1")  # its startups are used up, not everyone's
+    assert limits.admit("10.0.0.2")
+    limits.logged_in("10.0.0.1")
+    assert limits.admit("10.0.0.1")
+    assert not limits.admit("10.0.0.1")  # 4 in all from it
+    limits.closed("10.0.0.1", authenticated=False)
+    assert limits.admit("10.0.0.1")
+    limits.closed("10.0.0.1", authenticated=True)
+    for _ in range(3):
+        limits.closed("10.0.0.1", authenticated=False)
+    limits.closed("10.0.0.2", authenticated=False)
+    assert limits.unauthenticated == limits.connections == 0 and limits.by_source == {}
+
+
+@pytest.mark.parametrize(("peer", "src"), [
+    (("192.0.2.7", 40000), "192.0.2.7"),
+    (("::ffff:192.0.2.7", 40000, 0, 0), "192.0.2.7"),
+    (("2001:db8:1:2:aaaa::1", 40000, 0, 0), "2001:db8:1:2::/64"),
+    (("2001:db8:1:2:bbbb::9", 40000, 0, 0), "2001:db8:1:2::/64"),
+    (("fe80::1%eth0", 1, 0, 2), "fe80::/64"),
+    (None, ""),
+])
+def test_source_of_a_connection(peer: object, src: str) -> None:
+    assert sshd.source(peer) == src
 
 
 def test_host_key_is_made_once(tmp_path: Path) -> None:
