@@ -11,9 +11,11 @@ untouched, after its compose service.
 Answers the SSH server gives, as the original pgo does (the exit status of the request):
 
     400  the request is malformed, or an argument is refused
-    401  the key is not one of the service's
-    404  no service of that name
+    404  no service of that name, or the key is not one of its keys: the two are answered
+         alike, so that a key can not tell which names exist (as the webhook does)
     406  no such command
+
+(The original's 401 is not given: it told an existing service from a missing one.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pgo.config import NAME_RE
 from pgo.errors import UsageError
 
-BAD_REQUEST, UNAUTHORIZED, NOT_FOUND, NOT_ACCEPTABLE = 400, 401, 404, 406
+BAD_REQUEST, NOT_FOUND, NOT_ACCEPTABLE = 400, 404, 406
 MAX_REQUEST = 64 * 1024  # bytes of one exec request
 SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a compose service name
 
@@ -33,9 +35,10 @@ SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a compose serv
 class Refused(UsageError):
     """A request that is answered with a status and one line, without running anything."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, why: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.why = why  # for pgod's log only, when the answer does not say it
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def parse(line: str) -> Request:
         raise Refused(BAD_REQUEST, 'Bad Request: expected "NAME//COMMAND [ARGS...]"')
     name, _, command = words[0].partition("//")
     args = words[1:]
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise Refused(BAD_REQUEST, f"Bad Request: {name!r} is not a service name")
     if command == "git" and args[:1] in (["pull"], ["hash"]):
         command, args = f"git {args[0]}", args[1:]

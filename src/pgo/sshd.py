@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from pgo import commands, metrics, request, sshkeys
+from pgo.logtext import untrusted
 from pgo.request import Refused
 from pgo.runner import Sink
 from pgo.service import STATE_DIR, TrackedService
@@ -272,7 +273,7 @@ class SshServer:
         except (BrokenPipeError, ConnectionError, asyncssh.Error):
             return  # the client left
         except Exception:  # a bug must not end pgod's other sessions: log it, answer 1
-            log.exception("ssh: request %r failed", process.command)
+            log.exception("ssh: request %s failed", untrusted(process.command))
             status = 1
         finally:
             self.sessions.discard(task)
@@ -297,30 +298,31 @@ class SshServer:
             process.stderr.write(data)
             await process.stderr.drain()
 
-        name, what = "", "?"
+        name, what, allowed = "", "?", ""
         try:
             req = request.parse(command)
             name, what = req.name, req.command
             svc = self.daemon.services.get(req.name)
-            if svc is None:
-                raise Refused(request.NOT_FOUND,
-                              f'Not Found: No service found with name "{req.name}"')
             key = process.get_extra_info(KEY_INFO)
-            if key is None or not await self.keyring.authorized(
+            if svc is None or key is None or not await self.keyring.authorized(
                     key, req.name, svc.paths.checkout(req.name)):
-                raise Refused(request.UNAUTHORIZED,
-                              f'Unauthorized: Key for user "{user}" does not match any '
-                              f"for name {req.name}")
+                # One answer for both, as the webhook gives: a key learns nothing about
+                # the names of services that are not its own.
+                raise Refused(request.NOT_FOUND, f'Not Found: No service found with name '
+                              f'"{req.name}" for this key',
+                              why="no such service" if svc is None else "not its key")
+            allowed = req.name
             spec = request.spec(req.command)
             checked = request.check_args(spec, req.args)
         except Refused as e:
-            log.info("ssh: %s from %s (key %s): %s -> %d", what, user, _fingerprint(process),
-                     name or "?", e.status)
-            metrics.SSH_REQUESTS.labels(name if e.status != request.BAD_REQUEST else "",
-                                        "", str(e.status)).inc()
+            log.info("ssh: %s from %s (key %s): %s -> %d%s", untrusted(what), untrusted(user),
+                     _fingerprint(process), untrusted(name or "?"), e.status,
+                     f" ({e.why})" if e.why else "")
+            # only a service the key may use is a label: no client makes up label values
+            metrics.SSH_REQUESTS.labels(allowed, "", str(e.status)).inc()
             await err(commands.line(str(e)))
             return e.status
-        svc.log.info("ssh: %s by %s (key %s)", spec.name, user, _fingerprint(process))
+        svc.log.info("ssh: %s by %s (key %s)", spec.name, untrusted(user), _fingerprint(process))
         status = await self._run(process, svc, spec, checked, out, err)
         metrics.SSH_REQUESTS.labels(svc.name, spec.name, str(status)).inc()
         svc.log.debug("ssh: %s done: exit status %d", spec.name, status)

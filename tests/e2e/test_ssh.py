@@ -116,7 +116,7 @@ def test_arguments_survive_the_trip(team: Team) -> None:
 
 
 @pytest.mark.parametrize(("args", "status", "message"), [
-    (("nope//ps",), 148, 'Not Found: No service found with name "nope"'),
+    (("nope//ps",), 148, 'Not Found: No service found with name "nope" for this key'),
     (("{name}//frob",), 150, "Not Acceptable: unknown command 'frob'"),
     (("{name}//ps", "--project-name", "other"), 144, "'--project-name' refused"),
     (("{name}//ps", "-p", "other"), 144, "'-p' refused"),
@@ -163,8 +163,25 @@ def test_key_of_another_service_grants_nothing(team: Team, base: Path,
     os.kill(team.pgod.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
     team.pgod.wait_log(rf"\[{name}\] reconcile \(start\) done")
     assert team.pgoctl("ping", who="mallory", name=name).returncode == 0
-    assert team.pgoctl("ping", who="alice", name=name).returncode == 145
-    assert team.pgoctl("ping", who="mallory").returncode == 145
+    assert team.pgoctl("ping", who="mallory").returncode == 148
+    # a key that is not a service's learns nothing of it: answered as a name that is not
+    r = team.pgoctl("ping", who="alice", name=name)
+    nope = team.pgoctl("ping", who="alice", name="nope" + name[5:])
+    assert r.returncode == nope.returncode == 148 and r.stdout == nope.stdout == ""
+    assert r.stderr.replace(name, "N") == nope.stderr.replace("nope" + name[5:], "N") == \
+        'Not Found: No service found with name "N" for this key\n'
+    team.pgod.wait_log(rf"ping from \S+ \(key SHA256:\S+\): {name} -> 404 \(not its key\)")
+    team.pgod.wait_log(r"ping from \S+ \(key SHA256:\S+\): nope\S+ -> 404 \(no such service\)")
+
+
+def test_what_a_client_sends_can_not_forge_a_log_line(team: Team) -> None:
+    """A newline in a request is logged escaped: one request, one log line."""
+    r = team.ssh(f"{team.name}//'x\n[ERROR] forged\x1b[2J' \u2028y")
+    assert r.returncode == 150 and "unknown command" in r.stderr
+    line = team.pgod.wait_log(r"ssh: x\\n\[ERROR\] forged\\x1b\[2J from ")
+    assert f"{team.name} -> 406" in line
+    assert not team.pgod.count(r"^\[ERROR\] forged")
+    assert not team.pgod.count("\x1b")
 
 
 def test_keys_follow_the_repository(team: Team) -> None:

@@ -44,6 +44,7 @@ def test_parse(line: str, name: str, command: str, args: tuple[str, ...]) -> Non
     ("", 400), ("ps", 400), ("pgo/ps", 400), ("Pgo//ps", 400), ("../x//ps", 400),
     ("pgo//ps 'unbalanced", 400), ("pgo//ps\x00", 400), ("pgo//" + "x" * 70000, 400),
     ("pgo//frob", 406), ("pgo//git", 406), ("pgo//git push", 406), ("pgo//", 406),
+    ("'pgo\n//ps'", 400), ("'pgo\n'//ps", 400),
 ])
 def test_malformed(line: str, status: int) -> None:
     assert refused(line) == status

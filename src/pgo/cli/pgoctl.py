@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 USAGE_EXIT = 2
 CONNECT_EXIT = 255  # as OpenSSH's ssh: connection, host key or authentication trouble
-# pgod answers a refused request with an HTTP-like status (400, 401, 404, 406) on the wire;
-# SSH clients keep its low 8 bits, so pgoctl (like ssh) exits 144, 145, 148 or 150.
+# pgod answers a refused request with an HTTP-like status (400, 404, 406) on the wire;
+# SSH clients keep its low 8 bits, so pgoctl (like ssh) exits 144, 148 or 150.
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,9 +37,9 @@ def parser() -> argparse.ArgumentParser:
         "Commands: up, down, stop, start, restart, pull, ps, logs, exec, load, status, "
         "ping, journal, git pull, git hash (see pgoctl(1)).",
         epilog="Without -i the private key is read from $PGOCTL_ID (the key's contents). "
-        "Exit status: the remote command's; refusals 144 (400 bad request), 145 (401 key "
-        "not authorized), 148 (404 no such service), 150 (406 unknown command); 255 "
-        "connection trouble; 2 usage.",
+        "Exit status: the remote command's; refusals 144 (400 bad request), 148 (404 no "
+        "such service for this key), 150 (406 unknown command); 255 connection trouble; "
+        "2 usage.",
     )
     p.add_argument("-i", "--identity", metavar="IDENTITY", help="private key file")
     p.add_argument("-p", "--port", type=int, default=2222, help="pgod's SSH port (%(default)s)")
