@@ -7,6 +7,7 @@
     +-- ComposeError              the compose project can not be loaded or brought up
     +-- PolicyRefusal             the compose model breaks the service's policy
     +-- UsageError                a request (SSH command, CLI argument) is malformed or refused
+    +-- HostKeyError              pgod's SSH host key file can not be used
 """
 
 from __future__ import annotations
@@ -49,4 +50,8 @@ class PolicyRefusal(PgoError):
 
 
 class UsageError(PgoError):
+    pass
+
+
+class HostKeyError(PgoError):
     pass

@@ -312,8 +312,8 @@ class SshServer:
                               f'"{req.name}" for this key',
                               why="no such service" if svc is None else "not its key")
             allowed = req.name
-            spec = request.spec(req.command)
-            checked = request.check_args(spec, req.args)
+            spec, args = commands.find(req.command, req.args)
+            checked = request.check_args(spec, args)
         except Refused as e:
             log.info("ssh: %s from %s (key %s): %s -> %d%s", untrusted(what), untrusted(user),
                      _fingerprint(process), untrusted(name or "?"), e.status,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncssh
 
+from pgo.errors import HostKeyError
 from pgo.gitrepo import read_ref
 
 log = logging.getLogger("pgo.sshkeys")
@@ -43,7 +44,8 @@ REFRESH_GAP = 0.25
 
 
 def load_host_key(directory: Path) -> asyncssh.SSHKey:
-    """pgod's host key, made once (ed25519, mode 0600) and reused across restarts."""
+    """pgod's host key, made once (ed25519, mode 0600) and reused across restarts;
+    HostKeyError when the file there can not be used."""
     path = directory / HOST_KEY
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
@@ -51,9 +53,14 @@ def load_host_key(directory: Path) -> asyncssh.SSHKey:
     except FileExistsError:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            raise asyncssh.KeyImportError(
+            raise HostKeyError(
                 f"{path}: must be a regular file of pgod's user with mode 0600") from None
-        return asyncssh.read_private_key(str(path))
+        try:
+            return asyncssh.read_private_key(str(path))
+        except (OSError, asyncssh.KeyImportError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) else str(e)
+            raise HostKeyError(f"{path}: not a usable private key ({why}); move it away "
+                               "and pgod makes a new one") from None
     key = asyncssh.generate_private_key("ssh-ed25519", comment="pgod")
     with os.fdopen(fd, "wb") as f:
         f.write(key.export_private_key())

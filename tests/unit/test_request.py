@@ -14,15 +14,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgo import knownhosts, request, sshd, sshkeys
-from pgo.cli.pgoctl import split_target
+from pgo import commands, knownhosts, request, sshd, sshkeys
+from pgo.errors import HostKeyError, UsageError
 from pgo.request import Refused
+
+
+def checked(line: str) -> tuple[request.Spec, request.Checked]:
+    req = request.parse(line)
+    spec, args = commands.find(req.command, req.args)
+    return spec, request.check_args(spec, args)
 
 
 def refused(line: str) -> int:
     try:
-        req = request.parse(line)
-        request.check_args(request.spec(req.command), req.args)
+        checked(line)
     except Refused as e:
         return e.status
     return 0
@@ -37,13 +42,16 @@ def refused(line: str) -> int:
     ('a-b_c//journal --since "1 hour ago"', "a-b_c", "journal", ("--since", "1 hour ago")),
 ])
 def test_parse(line: str, name: str, command: str, args: tuple[str, ...]) -> None:
-    assert request.parse(line) == request.Request(name, command, args)
+    req = request.parse(line)
+    spec, rest = commands.find(req.command, req.args)
+    assert (req.name, spec.name, rest) == (name, command, args)
 
 
 @pytest.mark.parametrize(("line", "status"), [
     ("", 400), ("ps", 400), ("pgo/ps", 400), ("Pgo//ps", 400), ("../x//ps", 400),
     ("pgo//ps 'unbalanced", 400), ("pgo//ps\x00", 400), ("pgo//" + "x" * 70000, 400),
-    ("pgo//frob", 406), ("pgo//git", 406), ("pgo//git push", 406), ("pgo//", 406),
+    ("pgo//frob", 406), ("pgo//git", 406), ("pgo//git push", 406), ("pgo//", 400),
+    ("h:pgo//ps", 400),
     ("'pgo\n//ps'", 400), ("'pgo\n'//ps", 400),
 ])
 def test_malformed(line: str, status: int) -> None:
@@ -83,12 +91,12 @@ def test_refused(line: str) -> None:
 
 
 def test_flags_come_back_long_with_their_values() -> None:
-    s = request.spec("exec")
-    checked = request.check_args(s, ("-e", "--privileged", "-u", "0", "web", "sh", "-T"))
-    assert checked.flags == ("--env=--privileged", "--user=0")
-    assert request.compose_args(s, checked) == [
+    s = commands.COMMANDS["exec"]
+    ok = request.check_args(s, ("-e", "--privileged", "-u", "0", "web", "sh", "-T"))
+    assert ok.flags == ("--env=--privileged", "--user=0")
+    assert request.compose_args(s, ok) == [
         "exec", "-T", "--env=--privileged", "--user=0", "web", "sh", "-T"]
-    logs = request.spec("logs")
+    logs = commands.COMMANDS["logs"]
     assert request.compose_args(logs, request.check_args(logs, ("-n", "5", "-f", "web"))) == [
         "logs", "--tail=5", "--follow", "web"]
 
@@ -104,7 +112,7 @@ def test_words_survive_quoting(words: list[str]) -> None:
 def test_no_refused_flag_reaches_compose(words: list[str]) -> None:
     """Whatever a client sends to ps or logs, every flag compose gets is one listed."""
     for command in ("ps", "logs", "down", "pull", "journal"):
-        s = request.spec(command)
+        s = commands.COMMANDS[command]
         try:
             checked = request.check_args(s, tuple(words))
         except Refused:
@@ -118,16 +126,45 @@ def test_no_refused_flag_reaches_compose(words: list[str]) -> None:
 @pytest.mark.parametrize(("target", "parts"), [
     ("server1:pgo//ps", ("server1", "pgo", "ps")),
     ("[::1]:pgo//git", ("::1", "pgo", "git")),
+    ("::1:pgo//git", ("::1", "pgo", "git")),
+    ("[fe80::1%eth0]:pgo//ps", ("fe80::1%eth0", "pgo", "ps")),
     ("localhost:caddy//exec", ("localhost", "caddy", "exec")),
+    ("10.0.0.1:a-b_c//git", ("10.0.0.1", "a-b_c", "git")),
 ])
 def test_targets(target: str, parts: tuple[str, str, str]) -> None:
-    assert split_target(target) == parts
+    t = request.parse_target(target, host=True)
+    assert (t.host, t.name, t.command) == parts
 
 
-@pytest.mark.parametrize("bad", ["pgo//ps", "server:pgo", ":pgo//ps", "server://ps", "s:p//"])
+@pytest.mark.parametrize("bad", [
+    "pgo//ps", "server:pgo", ":pgo//ps", "server://ps", "s:p//", "s:Pgo//ps", "s:pgo\n//ps",
+    # never an option or a user for the ssh program pgoctl may start
+    "-oProxyCommand=x:pgo//ps", "root@server:pgo//ps", "a b:pgo//ps", "[-x]:pgo//ps",
+])
 def test_bad_targets(bad: str) -> None:
-    with pytest.raises(ValueError):
-        split_target(bad)
+    with pytest.raises(UsageError):
+        request.parse_target(bad, host=True)
+
+
+def test_one_parser_for_every_target() -> None:
+    """pgoctl's target, the SSH request and the reload line of pgo.toml are one form."""
+    from pgo.config import parse_reload
+
+    assert request.parse("pgo//ps -a").name == "pgo"
+    reload = parse_reload("caddy.example:caddy//exec caddy reload --config /etc/c")
+    assert reload is not None and (reload.host, reload.name) == ("caddy.example", "caddy")
+    assert reload.argv == ("caddy", "reload", "--config", "/etc/c")
+    for bad in ("-x:caddy//exec caddy", "h:Caddy//exec caddy", "h:caddy//ps", "h:caddy//exec",
+                "caddy//exec caddy", "h:caddy//exec 'x"):
+        assert parse_reload(bad) is None, bad
+
+
+def test_every_command_has_a_handler_and_a_summary() -> None:
+    for name, spec in commands.COMMANDS.items():
+        assert spec.name == name and spec.summary and callable(spec.handler)
+        assert spec.positional in ("none", "services", "exec")
+    assert [s.name for s in commands.COMMANDS.values() if s.lock] == [
+        "up", "down", "stop", "start", "restart", "pull", "git pull"]
 
 
 def test_known_hosts() -> None:
@@ -328,5 +365,9 @@ def test_host_key_is_made_once(tmp_path: Path) -> None:
     assert a.public_data == b.public_data
     assert os.stat(tmp_path / "d" / sshkeys.HOST_KEY).st_mode & 0o777 == 0o600
     os.chmod(tmp_path / "d" / sshkeys.HOST_KEY, 0o644)
-    with pytest.raises(asyncssh.KeyImportError):
+    with pytest.raises(HostKeyError, match="must be a regular file of pgod's user"):
+        sshkeys.load_host_key(tmp_path / "d")  # pgo's own error: one line, no traceback
+    os.chmod(tmp_path / "d" / sshkeys.HOST_KEY, 0o600)
+    (tmp_path / "d" / sshkeys.HOST_KEY).write_text("garbage\n")
+    with pytest.raises(HostKeyError, match="not a usable private key"):
         sshkeys.load_host_key(tmp_path / "d")

@@ -14,6 +14,7 @@ import getpass
 import os
 import shlex
 import sys
+import textwrap
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -25,21 +26,38 @@ CONNECT_EXIT = 255  # as OpenSSH's ssh: connection, host key or authentication t
 # SSH clients keep its low 8 bits, so pgoctl (like ssh) exits 144, 148 or 150.
 
 
+EPILOG = ("Without -i the private key is read from $PGOCTL_ID (the key's contents). "
+          "Exit status: the remote command's; refusals 144 (400 bad request), 148 (404 no "
+          "such service for this key), 150 (406 unknown command); 255 connection trouble; "
+          "2 usage.")
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE_EXIT, f"{self.prog}: {message} (see --help)\n")
+
+    def format_help(self) -> str:
+        # the command list comes from the command table, read only when help is asked for
+        self.epilog = command_help() + "\n\n" + textwrap.fill(EPILOG, 79)
+        return super().format_help()
+
+
+def command_help() -> str:
+    """The commands, as pgod's command table has them."""
+    from pgo.commands import COMMANDS
+
+    width = max(len(name) for name in COMMANDS) + 2
+    rows = [f"  {name:<{width}}{'(lock) ' if s.lock else ''}{s.summary}"
+            for name, s in COMMANDS.items()]
+    return ("commands (see pgoctl(1); (lock): waits for a deploy in progress):\n"
+            + "\n".join(rows))
 
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="pgoctl",
-        description="Run COMMAND on service NAME at HOST through pgod's SSH interface. "
-        "Commands: up, down, stop, start, restart, pull, ps, logs, exec, load, status, "
-        "ping, journal, git pull, git hash (see pgoctl(1)).",
-        epilog="Without -i the private key is read from $PGOCTL_ID (the key's contents). "
-        "Exit status: the remote command's; refusals 144 (400 bad request), 148 (404 no "
-        "such service for this key), 150 (406 unknown command); 255 connection trouble; "
-        "2 usage.",
+        description="Run COMMAND on service NAME at HOST through pgod's SSH interface.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-i", "--identity", metavar="IDENTITY", help="private key file")
     p.add_argument("-p", "--port", type=int, default=2222, help="pgod's SSH port (%(default)s)")
@@ -49,28 +67,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def split_target(target: str) -> tuple[str, str, str]:
-    """HOST:NAME//COMMAND -> (host, name, command); ValueError when it is not that."""
-    left, sep, command = target.partition("//")
-    host, colon, name = left.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not colon or not host or not name or not command:
-        raise ValueError(f"target {target!r} is not HOST:NAME//COMMAND")
-    return host, name, command
-
-
 def die(message: str, code: int) -> NoReturn:
     print(f"pgoctl: {message}", file=sys.stderr)
     sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pgo.errors import UsageError
+    from pgo.request import parse_target
+
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        host, name, command = split_target(args.target)
-    except ValueError as e:
-        die(str(e), USAGE_EXIT)
+        target = parse_target(args.target, host=True)
+    except UsageError as e:
+        die(f"target {e}", USAGE_EXIT)
+    host, name, command = target.host, target.name, target.command
     if not 0 < args.port < 65536:
         die(f"port {args.port} out of range", USAGE_EXIT)
     remote = shlex.join([f"{name}//{command}", *args.args])
