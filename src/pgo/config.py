@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pgo.errors import ConfigError, PgoError
+from pgo.target import NAME_RE as NAME_RE  # (the service-name pattern, re-exported)
+from pgo.target import parse_target
 
 # A service name is a directory name and the compose project name: compose's own rule.
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOSTPORT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*:[0-9]{1,5}$")
 URL_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9.*:/_-]*$")
@@ -282,8 +283,6 @@ def _service(
 
 def parse_reload(line: str) -> Reload | None:
     """`HOST:NAME//exec SERVICE CMD...` -> Reload, or None when it is not such a line."""
-    from pgo.request import parse_target  # (pgo.request reads NAME_RE from here)
-
     try:
         words = shlex.split(line)
         target = parse_target(words[0], host=True) if words else None

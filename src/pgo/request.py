@@ -1,6 +1,6 @@
-"""What a client may ask of a service, the pure part: parse `[HOST:]NAME//COMMAND` (the one
-parser of it: pgod's SSH server, pgoctl and the reload line of pgo.toml all call
-parse_target), describe a command (Spec; the table of them is pgo.commands.COMMANDS), and
+"""What a client may ask of a service, the pure part: parse `NAME//COMMAND [ARGS...]` (its
+target with pgo.target.parse_target, the one parser of `[HOST:]NAME//COMMAND`), describe a
+command (Spec; the table of them is pgo.commands.COMMANDS), and
 check a request's arguments against what its command may be given.
 
 Every word after the command comes from whoever holds a key, so arguments are accepted by a
@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pgo.config import NAME_RE
 from pgo.errors import UsageError
+from pgo.target import parse_target
 
 if TYPE_CHECKING:
     from pgo.runner import Sink
@@ -41,11 +41,6 @@ if TYPE_CHECKING:
 BAD_REQUEST, NOT_FOUND, NOT_ACCEPTABLE = 400, 404, 406
 MAX_REQUEST = 64 * 1024  # bytes of one exec request
 SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a compose service name
-# a host as pgoctl and the reload line name it: a DNS name or an IPv4 or IPv6 address
-# (never an option to a program it is passed to, never user@host)
-HOST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
-                     r"(%[A-Za-z0-9_.-]+)?")
-
 
 class Refused(UsageError):
     """A request that is answered with a status and one line, without running anything."""
@@ -54,39 +49,6 @@ class Refused(UsageError):
         super().__init__(message)
         self.status = status
         self.why = why  # for pgod's log only, when the answer does not say it
-
-
-@dataclass(frozen=True)
-class Target:
-    """`[HOST:]NAME//COMMAND`: where a request goes and what it asks."""
-
-    host: str  # "" when the form has none (the SSH server's request)
-    name: str  # the pgo service
-    command: str  # the word after //: "ps", "git", ...
-
-
-def parse_target(word: str, *, host: bool) -> Target:
-    """The one parser of `HOST:NAME//COMMAND` (host=True: pgoctl, the reload line) and
-    `NAME//COMMAND` (host=False: what pgod's SSH server is sent). UsageError with one
-    line when `word` is not that."""
-    form = "HOST:NAME//COMMAND" if host else "NAME//COMMAND"
-    shown = word if len(word) <= 80 else word[:77] + "..."
-    left, sep, command = word.partition("//")
-    if not sep:
-        raise UsageError(f"{shown!r} is not {form}")
-    where, name = "", left
-    if host:
-        where, colon, name = left.rpartition(":")
-        if where.startswith("[") and where.endswith("]"):
-            where = where[1:-1]
-        if not colon or not HOST_RE.fullmatch(where):
-            raise UsageError(f"{shown!r} is not {form}: {where!r} is not a host name or "
-                             "address")
-    if not NAME_RE.fullmatch(name):
-        raise UsageError(f"{shown!r} is not {form}: {name!r} is not a service name")
-    if not command:
-        raise UsageError(f"{shown!r} is not {form}: no command")
-    return Target(where, name, command)
 
 
 @dataclass(frozen=True)

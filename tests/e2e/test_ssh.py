@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.e2e import harness as h
@@ -28,7 +29,7 @@ class Team:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.name = h.unique("ssh")
-        self.keys = {k: self.keygen(k) for k in ("alice", "bob", "carol", "mallory")}
+        self.keys = {k: self.keygen(k) for k in ("alice", "bob", "carol", "mallory", "nobody")}
         self.up = h.Upstream(base)
         self.up.write("compose.yaml", TICKER)
         self.up.write("ssh/alice.pub", self.pub("alice"))
@@ -385,3 +386,118 @@ def test_host_key_survives_a_restart(team: Team) -> None:
     assert key.read_bytes() == before
     # the remembered host key is still good once pgod listens again
     h.wait_until(lambda: team.pgoctl("ping").returncode == 0, 60, "pgoctl ping after restart")
+
+
+# -- pgoctl's two clients: the system's OpenSSH (by default) and the built-in one ----------
+
+CLIENTS = {"openssh": "/usr/bin/ssh", "built-in": "none"}
+
+
+def both(team: Team, *argv: str, known: Path | None = None, **env: str
+         ) -> list[tuple[int, str, str]]:
+    """`pgoctl ARGV` with each client; (exit status, stdout, stderr) of each, in order."""
+    out = []
+    for ssh in CLIENTS.values():
+        extra = {"PGOCTL_SSH": ssh, **env}
+        if known is not None:
+            extra["PGOCTL_KNOWN_HOSTS"] = str(known)
+        r = h.run(h.PGOCTL, *argv, check=False, env=team.env(**extra), timeout=120)
+        out.append((r.returncode, r.stdout, r.stderr))
+    return out
+
+
+@pytest.mark.parametrize(("args", "who", "status"), [
+    (("{name}//ping",), "alice", 0),
+    (("{name}//exec", "web", "sh", "-c", "echo out; echo err >&2; exit 3"), "alice", 3),
+    (("{name}//exec", "web", "sh", "-c", "echo last; exit 255"), "alice", 255),
+    (("{name}//exec", "web", "printf", "%s|", "a b", "", "c'd", "$HOME"), "alice", 0),
+    (("nope//ping",), "alice", 148),
+    (("{name}//frob",), "alice", 150),
+    (("{name}//ps", "--project-name", "other"), "alice", 144),
+    (("{name}//ping",), "nobody", 255),  # a key no service holds
+])
+def test_both_clients_answer_alike(team: Team, args: tuple[str, ...], who: str,
+                                   status: int) -> None:
+    target = f"127.0.0.1:{args[0].format(name=team.name)}"
+    results = both(team, "-i", str(team.keys[who]), "-p", str(team.pgod.ssh_port), "--",
+                   target, *args[1:])
+    assert results[0][0] == status, results
+    assert results[0] == results[1]
+
+
+def test_both_clients_fail_alike(team: Team, tmp_path: Path) -> None:
+    port = str(team.pgod.ssh_port)
+    target = f"127.0.0.1:{team.name}//ping"
+    h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f",
+          str(tmp_path / "encrypted"))
+    cases = [
+        (["-i", str(team.keys["alice"]), "-p", str(h.free_port()), target], {}, 255),
+        (["-i", str(team.keys["alice"]), "-p", port, f"no-such-host.invalid:{team.name}//ping"],
+         {}, 255),
+        (["-p", port, target], {}, 2),  # no key
+        (["-i", str(tmp_path / "missing"), "-p", port, target], {}, 2),
+        (["-i", f"{team.keys['alice']}.pub", "-p", port, target], {}, 2),
+        (["-i", str(tmp_path / "encrypted"), "-p", port, target], {}, 2),
+        (["-p", port, target], {"PGOCTL_ID": team.keys["alice"].read_text().strip()}, 0),
+        (["-p", port, target], {"PGOCTL_ID": "garbage"}, 2),
+    ]
+    for argv, env, status in cases:
+        results = both(team, *argv, **env)
+        assert results[0][0] == status, (argv, results)
+        assert results[0] == results[1], argv
+        if status:
+            assert results[0][2].count("\n") == 1 and results[0][1] == ""
+
+
+def test_both_clients_trust_on_first_use_alike(team: Team, tmp_path: Path) -> None:
+    """The first contact remembers the host key in pgoctl's file, the same line with the
+    same mode either way; a changed key is then refused by both with the same words."""
+    argv = ["-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port),
+            f"127.0.0.1:{team.name}//ping"]
+    files = []
+    for name, ssh in CLIENTS.items():
+        known = tmp_path / name / "known_hosts"  # its directory is made too
+        r = h.run(h.PGOCTL, "-v", *argv, check=False,
+                  env=team.env(PGOCTL_SSH=ssh, PGOCTL_KNOWN_HOSTS=str(known)))
+        assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+        assert f"pgoctl: remembered [127.0.0.1]:{team.pgod.ssh_port}'s host key SHA256:" \
+            in r.stderr and r.stderr.count("\n") == 2
+        assert os.stat(known).st_mode & 0o777 == 0o600
+        files.append(known.read_text())
+    assert files[0] == files[1] and files[0].startswith(f"[127.0.0.1]:{team.pgod.ssh_port} ")
+    known = tmp_path / "known"
+    quiet = both(team, *argv, known=known)
+    assert quiet[0] == quiet[1] and quiet[0][0] == 0 and quiet[0][2] == ""
+    imposter = team.keygen("imposter2")
+    forged = (f"# comment\n[127.0.0.1]:{team.pgod.ssh_port} "
+              + " ".join(Path(f"{imposter}.pub").read_text().split()[:2]) + "\n")
+    known.write_text(forged)
+    refused = both(team, *argv, known=known)
+    assert refused[0] == refused[1], refused
+    assert refused[0][0] == 255 and "has changed" in refused[0][2] and "(line 2 of" in \
+        refused[0][2]
+    assert known.read_text() == forged  # nothing added by either
+
+
+def test_pgoctl_runs_the_system_ssh_when_it_can(team: Team, tmp_path: Path) -> None:
+    """By default the ssh on PATH carries the request; a key it could read otherwise
+    (PEM) goes to the built-in client."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "ssh").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /usr/bin/ssh "$@"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    env = team.env(PATH=f"{bin_dir}:/usr/bin:/bin")
+    env.pop("PGOCTL_SSH", None)
+    r = h.run(h.PGOCTL, "-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port),
+              f"127.0.0.1:{team.name}//ping", check=False, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+    assert "-F /dev/null" in calls.read_text() and "IdentityAgent=none" in calls.read_text()
+    pem = tmp_path / "id_pem"
+    pem.write_bytes(asyncssh.read_private_key(str(team.keys["alice"]))
+                    .export_private_key("pkcs8-pem"))
+    calls.unlink()
+    r = h.run(h.PGOCTL, "-i", str(pem), "-p", str(team.pgod.ssh_port),
+              f"127.0.0.1:{team.name}//ping", check=False, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+    assert not calls.exists()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgo import commands, knownhosts, request, sshd, sshkeys
+from pgo import commands, knownhosts, request, sshd, sshkeys, target
 from pgo.errors import HostKeyError, UsageError
 from pgo.request import Refused
 
@@ -123,7 +123,7 @@ def test_no_refused_flag_reaches_compose(words: list[str]) -> None:
         assert not any(w.startswith("-") for w in checked.words)
 
 
-@pytest.mark.parametrize(("target", "parts"), [
+@pytest.mark.parametrize(("word", "parts"), [
     ("server1:pgo//ps", ("server1", "pgo", "ps")),
     ("[::1]:pgo//git", ("::1", "pgo", "git")),
     ("::1:pgo//git", ("::1", "pgo", "git")),
@@ -131,8 +131,8 @@ def test_no_refused_flag_reaches_compose(words: list[str]) -> None:
     ("localhost:caddy//exec", ("localhost", "caddy", "exec")),
     ("10.0.0.1:a-b_c//git", ("10.0.0.1", "a-b_c", "git")),
 ])
-def test_targets(target: str, parts: tuple[str, str, str]) -> None:
-    t = request.parse_target(target, host=True)
+def test_targets(word: str, parts: tuple[str, str, str]) -> None:
+    t = target.parse_target(word, host=True)
     assert (t.host, t.name, t.command) == parts
 
 
@@ -143,7 +143,7 @@ def test_targets(target: str, parts: tuple[str, str, str]) -> None:
 ])
 def test_bad_targets(bad: str) -> None:
     with pytest.raises(UsageError):
-        request.parse_target(bad, host=True)
+        target.parse_target(bad, host=True)
 
 
 def test_one_parser_for_every_target() -> None:
