@@ -8,9 +8,10 @@ to the checkout, only regular files count. A line that is not a plain public key
 authorized_keys line with options, a certificate, garbage) grants nothing.
 
 What a team commits there costs pgod work, so it is bounded and done once per commit: the
-keys of a checkout are parsed when its HEAD (read from git's files) changes, never per
-request, and at most MAX_FILES files of MAX_FILE bytes and MAX_KEYS key lines are read;
-what is left out is logged once per commit. `Keyring` keeps every tracked service's keys
+keys of a checkout are parsed when its HEAD (read from git's files) or git's index (which
+git writes after it has written the files of a checkout, reset or clone) changes, never
+per request, and at most MAX_FILES files of MAX_FILE bytes and MAX_KEYS key lines are
+read; what is left out is logged once per commit. `Keyring` keeps every tracked service's keys
 and their union, which the SSH server asks at authentication: a key no service holds is
 not let in at all.
 """
@@ -151,14 +152,24 @@ def read_keys(checkout: Path) -> Parsed:
         os.close(top)
 
 
-def checkout_commit(checkout: Path) -> str | None:
-    """The commit the checkout has checked out, from git's files (no process)."""
-    return read_ref(checkout / ".git", "HEAD")
+def checkout_version(checkout: Path) -> str | None:
+    """What the checkout's files are, from git's own files (no process): its commit, and
+    the identity of git's index, which changes when git has (re)written the files of that
+    commit (a clone without files that is reset later keeps its HEAD). None while the
+    checkout has no commit."""
+    commit = read_ref(checkout / ".git", "HEAD")
+    if commit is None:
+        return None
+    try:
+        st = os.stat(checkout / ".git" / "index")
+    except OSError:
+        return f"{commit} -"
+    return f"{commit} {st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 @dataclass(frozen=True)
 class KeySet:
-    commit: str
+    version: str  # checkout_version() when the keys were read
     keys: frozenset[bytes]
 
 
@@ -180,17 +191,17 @@ class Keyring:
 
     async def keys_of(self, name: str, checkout: Path) -> frozenset[bytes]:
         """The keys in the checkout's current commit (none while it has no commit)."""
-        commit = checkout_commit(checkout)
-        if commit is None:
+        version = checkout_version(checkout)
+        if version is None:
             return frozenset()
         cached = self._sets.get(name)
-        if cached is not None and cached.commit == commit:
+        if cached is not None and cached.version == version:
             return cached.keys
-        loading = self._loading.get((name, commit))
+        loading = self._loading.get((name, version))
         if loading is None:
             loading = asyncio.ensure_future(asyncio.to_thread(self._load, name, checkout))
-            self._loading[(name, commit)] = loading
-            loading.add_done_callback(lambda _: self._loading.pop((name, commit), None))
+            self._loading[(name, version)] = loading
+            loading.add_done_callback(lambda _: self._loading.pop((name, version), None))
         loaded = await asyncio.shield(loading)
         if loaded is None:
             return frozenset()
@@ -198,17 +209,17 @@ class Keyring:
         return loaded.keys
 
     def _load(self, name: str, checkout: Path) -> KeySet | None:
-        """Parse the checkout's keys; None when its commit changed meanwhile, twice (a
+        """Parse the checkout's keys; None when git changed it meanwhile, three times (a
         reset in progress): nothing is granted from a half-written ssh/ directory."""
         for _ in range(3):
-            before = checkout_commit(checkout)
+            before = checkout_version(checkout)
             if before is None:
                 return None
             try:
                 found = read_keys(checkout)
             except OSError as e:  # an unreadable ssh/ grants nothing
                 found = Parsed(problems=[f"ssh/: {e.strerror or e}"])
-            if checkout_commit(checkout) == before:
+            if checkout_version(checkout) == before:
                 if found.problems:
                     log.warning("[%s] ssh keys of commit %s: %s", name, before[:8],
                                 "; ".join(found.problems))

@@ -246,6 +246,18 @@ def test_keys_are_read_once_per_commit(tmp_path: Path) -> None:
     assert asyncio.run(keys()) == frozenset()
 
 
+def test_files_written_after_the_commit_are_read(tmp_path: Path) -> None:
+    """pgod clones without files while a commit waits for its verdict, and resets the
+    checkout later: HEAD stays, the files arrive, git writes its index; the keys count."""
+    key, pub = _pub()
+    co = _checkout(tmp_path, "1" * 40)
+    ring = sshkeys.Keyring(lambda: {"svc": co})
+    assert asyncio.run(ring.keys_of("svc", co)) == frozenset()
+    (co / "ssh" / "a.pub").write_text(pub)
+    (co / ".git" / "index").write_bytes(b"DIRC")  # as `git reset --hard` leaves it
+    assert asyncio.run(ring.keys_of("svc", co)) == {key.public_data}
+
+
 def test_many_requests_at_once_parse_the_keys_once(tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     key, pub = _pub()
