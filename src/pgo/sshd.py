@@ -138,6 +138,7 @@ class Connection(asyncssh.SSHServer):
         self.authenticated = False
         self.sessions = 0
         self.idle: asyncio.TimerHandle | None = None
+        self.lost = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -147,6 +148,7 @@ class Connection(asyncssh.SSHServer):
             conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         if self.idle is not None:
             self.idle.cancel()
         if self.counted:
@@ -188,6 +190,8 @@ class Connection(asyncssh.SSHServer):
         """Close the connection if no request runs on it within IDLE_TIMEOUT."""
         if self.idle is not None:
             self.idle.cancel()
+        if self.lost:
+            return
         self.idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._close_idle)
 
     def session_started(self) -> None:
