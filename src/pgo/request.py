@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -32,6 +31,8 @@ from pgo.errors import UsageError
 from pgo.target import parse_target
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from pgo.runner import Sink
     from pgo.service import TrackedService
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 BAD_REQUEST, NOT_FOUND, NOT_ACCEPTABLE = 400, 404, 406
 MAX_REQUEST = 64 * 1024  # bytes of one exec request
 SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a compose service name
+
 
 class Refused(UsageError):
     """A request that is answered with a status and one line, without running anything."""
@@ -94,7 +96,7 @@ def parse(line: str) -> Request:
     try:
         target = parse_target(words[0], host=False)
     except UsageError as e:
-        raise Refused(BAD_REQUEST, f"Bad Request: {e} [ARGS...]") from None
+        raise Refused(BAD_REQUEST, f"Bad Request: {e}") from None
     return Request(name=target.name, command=target.command, args=tuple(words[1:]))
 
 
