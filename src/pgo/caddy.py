@@ -165,7 +165,7 @@ async def run_reload(target: TrackedService, argv: Sequence[str]) -> tuple[int, 
 
     checked = request.Checked(flags=(), words=(target.name, *argv))
     async with asyncio.timeout(RELOAD_TIMEOUT):
-        rc = await commands.run(target, request.COMMANDS["exec"], checked, keep, keep)
+        rc = await commands.run(target, commands.COMMANDS["exec"], checked, keep, keep)
     return rc, redact(out.decode("utf-8", "replace"), target.secrets)
 
 

@@ -1,10 +1,15 @@
-"""The commands a service's key holders can run, carried out on a TrackedService.
+"""The commands a service's key holders can run: the one table of them (COMMANDS, a
+pgo.request.Spec each: name, summary, handler, lock, flags, arguments) and their handlers,
+carried out on a TrackedService.
 
-The SSH server parses and authorizes a request (pgo.request, pgo.sshd) and hands it here;
-so does pgod itself for the Caddy reload (`exec`). Each command writes to two sinks as its
-output is produced and returns an exit status. Mutating commands hold the service's lock,
-the one the tracker holds for a reconcile pass; read-only ones (ps, logs, exec, status,
-ping, load, journal, git hash) never wait behind a deploy.
+The SSH server parses and authorizes a request (pgo.request, pgo.sshd), finds its Spec here
+and hands it to run(); so does pgod itself for the Caddy reload (`exec`). pgoctl's help and
+the man-page test read the same table. Adding a command is a handler and one Spec.
+
+Each command writes to two sinks as its output is produced and returns an exit status.
+Commands whose Spec says `lock` hold the service's lock, the one the tracker holds for a
+reconcile pass (in the handler, or in the TrackedService method it calls); the others
+never wait behind a deploy.
 
 `down` and `stop` hold the service where the client left it: the tracker fetches and judges
 on, but brings nothing up until `up` (or `start`/`restart` after a stop).
@@ -15,16 +20,14 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from pgo import preview
 from pgo.errors import PgoError
-from pgo.request import Checked, Spec, compose_args
-from pgo.runner import Sink
-from pgo.service import TrackedService
+from pgo.request import NOT_ACCEPTABLE, Checked, Flag, Refused, Spec, compose_args
 
-Handler = Callable[[TrackedService, Spec, Checked, Sink, Sink], Awaitable[int]]
-JOURNAL_TIMEOUT = None  # journal -f follows until the client leaves
+if TYPE_CHECKING:
+    from pgo.runner import Sink
+    from pgo.service import TrackedService
 
 
 def line(text: str) -> bytes:
@@ -34,7 +37,7 @@ def line(text: str) -> bytes:
 async def run(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink) -> int:
     """Carry out one checked command; a pgo error is one line on stderr and status 1."""
     try:
-        return await HANDLERS[spec.name](svc, spec, checked, out, err)
+        return await spec.handler(svc, spec, checked, out, err)
     except PgoError as e:
         await err(line(f"{spec.name}: {e}"))
         return 1
@@ -95,6 +98,8 @@ async def _pull(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, er
 async def _load(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
                 ) -> int:
     """The verdict on what upstream has: the checkout, or the commit held back from it."""
+    from pgo import preview
+
     head = await svc.checkout.head()
     desired = svc.state.desired_commit
     if desired and desired != head and not svc.cfg.is_root:
@@ -187,9 +192,66 @@ async def _git_hash(svc: TrackedService, spec: Spec, checked: Checked, out: Sink
     return 0
 
 
-HANDLERS: dict[str, Handler] = {
-    "up": _up, "down": _down, "stop": _locked, "start": _locked, "restart": _locked,
-    "pull": _pull, "ps": _stream, "logs": _stream, "exec": _stream, "load": _load,
-    "status": _status, "ping": _ping, "journal": _journal, "git pull": _git_pull,
-    "git hash": _git_hash,
-}
+# (long flag, its short form or "", takes a value)
+LOGS_FLAGS: tuple[Flag, ...] = (
+    ("--follow", "-f", False), ("--timestamps", "-t", False), ("--tail", "-n", True),
+    ("--since", "", True), ("--until", "", True), ("--no-color", "", False),
+    ("--no-log-prefix", "", False), ("--index", "", True))
+PS_FLAGS: tuple[Flag, ...] = (
+    ("--all", "-a", False), ("--quiet", "-q", False), ("--services", "", False),
+    ("--format", "", True), ("--status", "", True), ("--filter", "", True),
+    ("--no-trunc", "", False), ("--orphans", "", False))
+TIMEOUT_FLAGS: tuple[Flag, ...] = (("--timeout", "-t", True),)
+EXEC_FLAGS: tuple[Flag, ...] = (
+    ("--no-TTY", "-T", False), ("--detach", "-d", False), ("--env", "-e", True),
+    ("--user", "-u", True), ("--workdir", "-w", True), ("--index", "", True))
+PULL_FLAGS: tuple[Flag, ...] = (
+    ("--quiet", "-q", False), ("--ignore-pull-failures", "", False),
+    ("--include-deps", "", False))
+JOURNAL_FLAGS: tuple[Flag, ...] = (
+    ("--follow", "-f", False), ("--lines", "-n", True), ("--since", "-S", True),
+    ("--until", "-U", True), ("--output", "-o", True), ("--reverse", "-r", False),
+    ("--priority", "-p", True), ("--grep", "-g", True), ("--quiet", "-q", False),
+    ("--utc", "", False), ("--no-hostname", "", False), ("--catalog", "-x", False),
+    ("--all", "-a", False), ("--output-fields", "", True))
+
+# The command table, in the order pgoctl's help and pgoctl(1) list them.
+COMMANDS: dict[str, Spec] = {s.name: s for s in (
+    Spec("up", "judge the checkout and bring the project up (ends a down or stop)", _up,
+         lock=True),
+    Spec("down", "down the project; it stays down until up", _down, lock=True,
+         flags=(("--volumes", "-v", False), *TIMEOUT_FLAGS)),
+    Spec("stop", "stop containers; they stay stopped until start, restart or up", _locked,
+         lock=True, flags=TIMEOUT_FLAGS, positional="services"),
+    Spec("start", "start stopped containers", _locked, lock=True, positional="services"),
+    Spec("restart", "restart containers", _locked, lock=True, flags=TIMEOUT_FLAGS,
+         positional="services"),
+    Spec("pull", "pull the images (logged in to the service's registries)", _pull,
+         lock=True, flags=PULL_FLAGS, positional="services"),
+    Spec("ps", "list the project's containers", _stream, flags=PS_FLAGS,
+         positional="services"),
+    Spec("logs", "show (-f: follow) the containers' output", _stream, flags=LOGS_FLAGS,
+         positional="services"),
+    Spec("exec", "run a command in a running container (no TTY)", _stream,
+         flags=EXEC_FLAGS, positional="exec"),
+    Spec("load", "judge the current checkout by the compose policy", _load),
+    Spec("status", "what pgod knows: desired and applied commit, errors, holds", _status),
+    Spec("ping", "check that the key works", _ping),
+    Spec("journal", "the service user's lines in the system journal", _journal,
+         flags=JOURNAL_FLAGS),
+    Spec("git pull", "fetch upstream and reconcile now", _git_pull, lock=True),
+    Spec("git hash", "the checkout's commit (8 hex digits)", _git_hash),
+)}
+
+
+def find(command: str, args: tuple[str, ...]) -> tuple[Spec, tuple[str, ...]]:
+    """The Spec a request's command word names, and the arguments left for it: a command
+    of two words (`git pull`) takes the first argument. Refused(406) for no command."""
+    if args and f"{command} {args[0]}" in COMMANDS:
+        return COMMANDS[f"{command} {args[0]}"], args[1:]
+    spec = COMMANDS.get(command)
+    if spec is None:
+        known = ", ".join(COMMANDS)
+        raise Refused(NOT_ACCEPTABLE,
+                      f"Not Acceptable: unknown command {command!r} (known: {known})")
+    return spec, args

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgo.errors import ConfigError
+from pgo.errors import ConfigError, PgoError
+from pgo.target import NAME_RE as NAME_RE  # (the service-name pattern, re-exported)
+from pgo.target import parse_target
 
 # A service name is a directory name and the compose project name: compose's own rule.
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOSTPORT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*:[0-9]{1,5}$")
 URL_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9.*:/_-]*$")
@@ -337,15 +338,12 @@ def parse_reload(line: str) -> Reload | None:
     """`HOST:NAME//exec SERVICE CMD...` -> Reload, or None when it is not such a line."""
     try:
         words = shlex.split(line)
-    except ValueError:
+        target = parse_target(words[0], host=True) if words else None
+    except (ValueError, PgoError):
         return None
-    if not words or "//" not in words[0]:
+    if target is None or target.command != "exec" or len(words) < 2:
         return None
-    target, command = words[0].split("//", 1)
-    host, sep, name = target.rpartition(":")
-    if not sep or not host or not NAME_RE.match(name) or command != "exec" or len(words) < 2:
-        return None
-    return Reload(host=host, name=name, argv=tuple(words[1:]))
+    return Reload(host=target.host, name=target.name, argv=tuple(words[1:]))
 
 
 def _typename(t: type) -> str:

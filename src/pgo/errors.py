@@ -10,6 +10,7 @@
     +-- SecretError               a SOPS document can not be decrypted, or a service's age
                                   identity can not be made or read (file and reason, never
                                   a value)
+    +-- HostKeyError              pgod's SSH host key file can not be used
 """
 
 from __future__ import annotations
@@ -68,3 +69,7 @@ class SecretError(PgoError):
         shown = re.sub("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]",
                        lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", path)
         super().__init__(f"{shown}: {reason}")
+
+
+class HostKeyError(PgoError):
+    pass

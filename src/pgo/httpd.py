@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pgo import config, metrics, statuspage
+from pgo.logtext import untrusted
 from pgo.webhook import Verdict, verify
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ class HttpServer:
         svc = self.daemon.services.get(name)
         secret = svc.cfg.webhook_secret if svc is not None else None
         if svc is None or not secret:
-            log.debug("webhook for %s: %s", name,
+            log.debug("webhook for %s: %s", untrusted(name),
                       "no such service" if svc is None else "no webhook_secret configured")
             metrics.WEBHOOKS.labels("" if svc is None else name, "not_found").inc()
             metrics.HTTP_REQUESTS.labels("hooks", "404").inc()
@@ -313,7 +314,7 @@ class HttpServer:
                             headers=(("WWW-Authenticate", 'HMAC realm="pgo"'),))
         event = req.headers.get("x-github-event") or req.headers.get("x-gitea-event") \
             or req.headers.get("x-gitlab-event") or "push"
-        svc.log.info("webhook (%s): reconciling now", event[:40])
+        svc.log.info("webhook (%s): reconciling now", untrusted(event, 40))
         svc.wake.set()
         metrics.WEBHOOKS.labels(name, "accepted").inc()
         metrics.HTTP_REQUESTS.labels("hooks", "202").inc()

@@ -100,8 +100,8 @@ WEBHOOKS = Counter("pgo_webhooks_total", "Webhook requests by service and result
 HTTP_REQUESTS = Counter("pgo_http_requests_total", "Requests to the metrics/webhook listener",
                         ["route", "code"], registry=REGISTRY)
 SSH_REQUESTS = Counter("pgo_ssh_requests_total", "SSH requests by service, command and exit "
-                       "status (400/401/404/406: refused)", ["service", "command", "status"],
-                       registry=REGISTRY)
+                       "status (400/404/406: refused; service is empty unless the key is "
+                       "its)", ["service", "command", "status"], registry=REGISTRY)
 RELOADS = Counter("pgo_config_reloads_total", "Configuration reloads by result "
                   "(applied, unchanged, invalid)", ["result"], registry=REGISTRY)
 

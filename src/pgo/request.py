@@ -1,5 +1,7 @@
-"""What a client may ask of a service, the pure part: parse `NAME//COMMAND [ARGS...]`, name
-the command, and check its arguments against what that command may be given.
+"""What a client may ask of a service, the pure part: parse `NAME//COMMAND [ARGS...]` (its
+target with pgo.target.parse_target, the one parser of `[HOST:]NAME//COMMAND`), describe a
+command (Spec; the table of them is pgo.commands.COMMANDS), and
+check a request's arguments against what its command may be given.
 
 Every word after the command comes from whoever holds a key, so arguments are accepted by a
 list per command, never by a list of known-bad flags: a flag a command does not list (another
@@ -11,9 +13,11 @@ untouched, after its compose service.
 Answers the SSH server gives, as the original pgo does (the exit status of the request):
 
     400  the request is malformed, or an argument is refused
-    401  the key is not one of the service's
-    404  no service of that name
+    404  no service of that name, or the key is not one of its keys: the two are answered
+         alike, so that a key can not tell which names exist (as the webhook does)
     406  no such command
+
+(The original's 401 is not given: it told an existing service from a missing one.)
 """
 
 from __future__ import annotations
@@ -21,92 +25,64 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from pgo.config import NAME_RE
 from pgo.errors import UsageError
+from pgo.target import parse_target
 
-BAD_REQUEST, UNAUTHORIZED, NOT_FOUND, NOT_ACCEPTABLE = 400, 401, 404, 406
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from pgo.runner import Sink
+    from pgo.service import TrackedService
+
+    # what carries out a checked command; it returns the exit status (pgo.commands)
+    Handler = Callable[[TrackedService, "Spec", "Checked", Sink, Sink], Awaitable[int]]
+
+BAD_REQUEST, NOT_FOUND, NOT_ACCEPTABLE = 400, 404, 406
 MAX_REQUEST = 64 * 1024  # bytes of one exec request
-SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a compose service name
+SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a compose service name
 
 
 class Refused(UsageError):
     """A request that is answered with a status and one line, without running anything."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, why: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.why = why  # for pgod's log only, when the answer does not say it
 
 
 @dataclass(frozen=True)
 class Request:
     name: str  # the pgo service
-    command: str  # as in the table: "ps", "git pull", ...
+    command: str  # the word after //, as sent: "ps", "git", ...
     args: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What one command is, and what it may be given."""
-
-    name: str
-    summary: str
-    mutating: bool  # takes the service's lock (shared with the tracker)
-    flags: tuple[Flag, ...] = ()
-    positional: str = "none"  # "none", "services" (compose service names), "exec"
 
 
 # (long flag, its short form or "", takes a value)
 Flag = tuple[str, str, bool]
-LOGS_FLAGS: tuple[Flag, ...] = (
-    ("--follow", "-f", False), ("--timestamps", "-t", False), ("--tail", "-n", True),
-    ("--since", "", True), ("--until", "", True), ("--no-color", "", False),
-    ("--no-log-prefix", "", False), ("--index", "", True))
-PS_FLAGS: tuple[Flag, ...] = (
-    ("--all", "-a", False), ("--quiet", "-q", False), ("--services", "", False),
-    ("--format", "", True), ("--status", "", True), ("--filter", "", True),
-    ("--no-trunc", "", False), ("--orphans", "", False))
-TIMEOUT_FLAGS: tuple[Flag, ...] = (("--timeout", "-t", True),)
-EXEC_FLAGS: tuple[Flag, ...] = (
-    ("--no-TTY", "-T", False), ("--detach", "-d", False), ("--env", "-e", True),
-    ("--user", "-u", True), ("--workdir", "-w", True), ("--index", "", True))
-PULL_FLAGS: tuple[Flag, ...] = (
-    ("--quiet", "-q", False), ("--ignore-pull-failures", "", False),
-    ("--include-deps", "", False))
-JOURNAL_FLAGS: tuple[Flag, ...] = (
-    ("--follow", "-f", False), ("--lines", "-n", True), ("--since", "-S", True),
-    ("--until", "-U", True), ("--output", "-o", True), ("--reverse", "-r", False),
-    ("--priority", "-p", True), ("--grep", "-g", True), ("--quiet", "-q", False),
-    ("--utc", "", False), ("--no-hostname", "", False), ("--catalog", "-x", False),
-    ("--all", "-a", False), ("--output-fields", "", True))
+# what a command takes besides its flags: nothing, compose service names, or (exec) a
+# compose service and the command to run in it, passed through untouched
+Positional = Literal["none", "services", "exec"]
 
-# The command table: the SSH server, pgoctl's help and internal users (the Caddy reload)
-# all read this one.
-COMMANDS: dict[str, Spec] = {s.name: s for s in (
-    Spec("up", "judge the checkout and bring the project up (ends a down or stop)", True),
-    Spec("down", "down the project; it stays down until up", True,
-         (("--volumes", "-v", False), *TIMEOUT_FLAGS)),
-    Spec("stop", "stop containers; they stay stopped until start, restart or up", True,
-         TIMEOUT_FLAGS, "services"),
-    Spec("start", "start stopped containers", True, (), "services"),
-    Spec("restart", "restart containers", True, TIMEOUT_FLAGS, "services"),
-    Spec("pull", "pull the images (logged in to the service's registries)", True,
-         PULL_FLAGS, "services"),
-    Spec("ps", "list the project's containers", False, PS_FLAGS, "services"),
-    Spec("logs", "show (-f: follow) the containers' output", False, LOGS_FLAGS, "services"),
-    Spec("exec", "run a command in a running container (no TTY)", False, EXEC_FLAGS, "exec"),
-    Spec("load", "judge the current checkout by the compose policy", False),
-    Spec("status", "what pgod knows: desired and applied commit, errors, holds", False),
-    Spec("ping", "check that the key works", False),
-    Spec("journal", "the service user's lines in the system journal", False, JOURNAL_FLAGS),
-    Spec("git pull", "fetch upstream and reconcile now", True),
-    Spec("git hash", "the checkout's commit (8 hex digits)", False),
-)}
+
+@dataclass(frozen=True)
+class Spec:
+    """One command: the SSH server's dispatcher, pgoctl's help and the man-page test all
+    read the table of them (pgo.commands.COMMANDS)."""
+
+    name: str  # "ps", "git pull", ...
+    summary: str  # one line, for pgoctl --help
+    handler: Handler
+    lock: bool = False  # takes the service's lock (the tracker's): waits for a deploy
+    flags: tuple[Flag, ...] = ()
+    positional: Positional = "none"
 
 
 def parse(line: str) -> Request:
     """`NAME//COMMAND [ARGS...]`, quoted as a POSIX shell would (what `ssh host CMD` sends
-    and pgoctl produces), into a Request; Refused(400 or 406) when it is not one."""
+    and pgoctl produces), into a Request; Refused(400) when it is not one."""
     if len(line.encode("utf-8", "surrogateescape")) > MAX_REQUEST:
         raise Refused(BAD_REQUEST, f"Bad Request: request longer than {MAX_REQUEST} bytes")
     if "\x00" in line:
@@ -115,24 +91,13 @@ def parse(line: str) -> Request:
         words = shlex.split(line)
     except ValueError as e:
         raise Refused(BAD_REQUEST, f"Bad Request: {e} (quote as a shell would)") from None
-    if not words or "//" not in words[0]:
+    if not words:
         raise Refused(BAD_REQUEST, 'Bad Request: expected "NAME//COMMAND [ARGS...]"')
-    name, _, command = words[0].partition("//")
-    args = words[1:]
-    if not NAME_RE.match(name):
-        raise Refused(BAD_REQUEST, f"Bad Request: {name!r} is not a service name")
-    if command == "git" and args[:1] in (["pull"], ["hash"]):
-        command, args = f"git {args[0]}", args[1:]
-    return Request(name=name, command=command, args=tuple(args))
-
-
-def spec(command: str) -> Spec:
     try:
-        return COMMANDS[command]
-    except KeyError:
-        known = ", ".join(COMMANDS)
-        raise Refused(NOT_ACCEPTABLE,
-                      f"Not Acceptable: unknown command {command!r} (known: {known})") from None
+        target = parse_target(words[0], host=False)
+    except UsageError as e:
+        raise Refused(BAD_REQUEST, f"Bad Request: {e}") from None
+    return Request(name=target.name, command=target.command, args=tuple(words[1:]))
 
 
 @dataclass(frozen=True)
@@ -177,9 +142,9 @@ def check_args(s: Spec, args: tuple[str, ...]) -> Checked:
         raise _refuse(s, rest[0], "takes no arguments of this kind")
     if s.positional == "services":
         for word in rest:
-            if not SERVICE_RE.match(word):
+            if not SERVICE_RE.fullmatch(word):
                 raise _refuse(s, word, "is not a compose service name")
-    if s.positional == "exec" and (len(rest) < 2 or not SERVICE_RE.match(rest[0])):
+    if s.positional == "exec" and (len(rest) < 2 or not SERVICE_RE.fullmatch(rest[0])):
         raise Refused(BAD_REQUEST,
                       "Bad Request: exec: give a compose service and a command "
                       "(exec [FLAGS] SERVICE COMMAND [ARGS...])")

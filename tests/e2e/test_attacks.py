@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import resource
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -72,6 +75,71 @@ def test_connection_flood_without_a_key_leaves_the_services_running(
               env={"PATH": "/usr/bin:/bin", "HOME": str(base),
                    "PGOCTL_KNOWN_HOSTS": str(base / "known")})
     assert r.returncode == 0 and "pong!" in r.stdout, r.stderr
+
+
+def test_a_flood_from_one_address_leaves_everyone_else_served(
+        base: Path, upstream: h.Upstream, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """From 127.0.0.2: silent connections, logins with a key no service holds, and idle
+    logins with a key the attacker's own service holds, each reconnecting as soon as it is
+    let go. Meanwhile a team's pgoctl and OpenSSH's ssh from 127.0.0.1 are answered; the
+    unknown key is refused at authentication, the idle logins are closed, and the source's
+    share of connections is bounded."""
+    victim, attacker = h.unique("victim"), h.unique("attacker")
+    projects += [victim, attacker]
+    keys = {}
+    for who in ("team", "mallory", "nobody"):
+        keys[who] = base / f"id_{who}"
+        h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys[who]))
+    upstream.write("ssh/team.pub", Path(f"{keys['team']}.pub").read_text())
+    upstream.commit("key")
+    theirs = h.Upstream(base, "attacker")
+    theirs.write("compose.yaml", h.WEB)
+    theirs.write("ssh/mallory.pub", Path(f"{keys['mallory']}.pub").read_text())
+    theirs.commit("attacker")
+    pgod = h.Pgod(base, [service(victim, upstream), service(attacker, theirs)],
+                  interval="1h")
+    pgods.append(pgod.start())
+    for name in (victim, attacker):
+        pgod.wait_log(rf"\[{name}\] reconcile \(start\) done")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(base),
+           "PGOCTL_KNOWN_HOSTS": str(base / "known")}
+
+    def pgoctl() -> subprocess.CompletedProcess[str]:
+        return h.run(h.PGOCTL, "-i", str(keys["team"]), "-p", str(pgod.ssh_port), "--",
+                     f"127.0.0.1:{victim}//ping", check=False, env=env, timeout=120)
+
+    def ssh() -> subprocess.CompletedProcess[str]:
+        return h.run("ssh", "-F", "/dev/null", "-p", str(pgod.ssh_port), "-i",
+                     str(keys["team"]), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                     "-o", f"UserKnownHostsFile={base / 'ssh_known'}",
+                     "-o", "StrictHostKeyChecking=accept-new", "127.0.0.1", f"{victim}//ping",
+                     check=False, timeout=120)
+
+    flood = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("sshflood.py")), str(pgod.ssh_port),
+         "127.0.0.2", str(keys["nobody"]), str(keys["mallory"])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pgod.wait_log(r"connection\(s\) closed at once: .* from 127\.0\.0\.2: ")
+        for _ in range(3):
+            for client in (pgoctl, ssh):
+                r = client()
+                assert r.returncode == 0 and r.stdout.startswith("pong! - "), \
+                    (client.__name__, r.returncode, r.stderr)
+        h.wait_until(lambda: pgod.count(r"closing a connection from 127\.0\.0\.2: no request"),
+                     what="pgod to close an idle login")
+        assert flood.poll() is None, flood.communicate()
+    finally:
+        flood.terminate()
+        out, err = flood.communicate(timeout=120)
+    seen = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    assert seen.get("unknown_refused", 0) > 0 and not seen.get("unknown_let_in"), (seen, err)
+    assert seen.get("idle_closed_by_pgod", 0) > 0 and not seen.get("idle_kept"), (seen, err)
+    assert seen.get("raw_open", 0) > 0, (seen, err)
+    # the flood is over: the attacker's own key still works, a key of nobody still does not
+    r = h.run(h.PGOCTL, "-i", str(keys["nobody"]), "-p", str(pgod.ssh_port), "--",
+              f"127.0.0.1:{victim}//ping", check=False, env=env)
+    assert r.returncode == 255 and "the server refused the key" in r.stderr, r.stderr
 
 
 def test_sessions_on_one_connection_are_limited(

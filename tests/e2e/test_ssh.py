@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.e2e import harness as h
@@ -28,7 +29,7 @@ class Team:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.name = h.unique("ssh")
-        self.keys = {k: self.keygen(k) for k in ("alice", "bob", "carol", "mallory")}
+        self.keys = {k: self.keygen(k) for k in ("alice", "bob", "carol", "mallory", "nobody")}
         self.up = h.Upstream(base)
         self.up.write("compose.yaml", TICKER)
         self.up.write("ssh/alice.pub", self.pub("alice"))
@@ -116,7 +117,7 @@ def test_arguments_survive_the_trip(team: Team) -> None:
 
 
 @pytest.mark.parametrize(("args", "status", "message"), [
-    (("nope//ps",), 148, 'Not Found: No service found with name "nope"'),
+    (("nope//ps",), 148, 'Not Found: No service found with name "nope" for this key'),
     (("{name}//frob",), 150, "Not Acceptable: unknown command 'frob'"),
     (("{name}//ps", "--project-name", "other"), 144, "'--project-name' refused"),
     (("{name}//ps", "-p", "other"), 144, "'-p' refused"),
@@ -140,14 +141,13 @@ def test_refusals(team: Team, args: tuple[str, ...], status: int, message: str) 
     assert h.container_ids(team.name)  # nothing happened to the service
 
 
-def test_key_of_nobody_is_unauthorized(team: Team) -> None:
+def test_key_of_nobody_is_refused_at_login(team: Team) -> None:
+    """A key that no tracked service's repository holds is not let in at all."""
     r = team.pgoctl("ps", who="mallory")
-    assert r.returncode == 145
-    user = os.environ.get("USER") or "root"
-    assert r.stderr == (f'Unauthorized: Key for user "{user}" does not match any for name '
-                        f"{team.name}\n")
+    assert r.returncode == 255 and r.stdout == ""
+    assert r.stderr == f"pgoctl: [127.0.0.1]:{team.pgod.ssh_port}: the server refused the key\n"
     r = team.ssh(f"{team.name}//ping", who="mallory")
-    assert r.returncode == 145 and "Unauthorized" in r.stderr
+    assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr
 
 
 def test_key_of_another_service_grants_nothing(team: Team, base: Path,
@@ -164,18 +164,35 @@ def test_key_of_another_service_grants_nothing(team: Team, base: Path,
     os.kill(team.pgod.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
     team.pgod.wait_log(rf"\[{name}\] reconcile \(start\) done")
     assert team.pgoctl("ping", who="mallory", name=name).returncode == 0
-    assert team.pgoctl("ping", who="alice", name=name).returncode == 145
-    assert team.pgoctl("ping", who="mallory").returncode == 145
+    assert team.pgoctl("ping", who="mallory").returncode == 148
+    # a key that is not a service's learns nothing of it: answered as a name that is not
+    r = team.pgoctl("ping", who="alice", name=name)
+    nope = team.pgoctl("ping", who="alice", name="nope" + name[5:])
+    assert r.returncode == nope.returncode == 148 and r.stdout == nope.stdout == ""
+    assert r.stderr.replace(name, "N") == nope.stderr.replace("nope" + name[5:], "N") == \
+        'Not Found: No service found with name "N" for this key\n'
+    team.pgod.wait_log(rf"ping from \S+ \(key SHA256:\S+\): {name} -> 404 \(not its key\)")
+    team.pgod.wait_log(r"ping from \S+ \(key SHA256:\S+\): nope\S+ -> 404 \(no such service\)")
+
+
+def test_what_a_client_sends_can_not_forge_a_log_line(team: Team) -> None:
+    """A newline in a request is logged escaped: one request, one log line."""
+    r = team.ssh(f"{team.name}//'x\n[ERROR] forged\x1b[2J' \u2028y")
+    assert r.returncode == 150 and "unknown command" in r.stderr
+    line = team.pgod.wait_log(r"ssh: x\\n\[ERROR\] forged\\x1b\[2J from ")
+    assert f"{team.name} -> 406" in line
+    assert not team.pgod.count(r"^\[ERROR\] forged")
+    assert not team.pgod.count("\x1b")
 
 
 def test_keys_follow_the_repository(team: Team) -> None:
-    assert team.pgoctl("ping", who="carol").returncode == 145
+    assert team.pgoctl("ping", who="carol").returncode == 255  # in no repository
     team.up.write("ssh/carol.pub", team.pub("carol"))
     team.up.write("ssh/more.pub", "# bob left\n")
     team.up.commit("carol in, bob out")
     team.pull()
     assert team.pgoctl("ping", who="carol").returncode == 0
-    assert team.pgoctl("ping", who="bob").returncode == 145
+    assert team.pgoctl("ping", who="bob").returncode == 255
     # a key file that is a symlink out of the checkout grants nothing
     outside = team.base / "planted.pub"
     outside.write_text(team.pub("mallory"))
@@ -183,7 +200,8 @@ def test_keys_follow_the_repository(team: Team) -> None:
     os.symlink(outside, team.up.work / "ssh" / "planted.pub")
     team.up.commit("symlinked key")
     team.pull()
-    assert team.pgoctl("ping", who="mallory").returncode == 145
+    r = team.pgoctl("ping", who="mallory")  # (mallory's key may be another service's)
+    assert r.returncode != 0 and r.stdout == ""
 
 
 def test_logs_follow_streams_and_ends_with_the_client(team: Team) -> None:
@@ -368,3 +386,118 @@ def test_host_key_survives_a_restart(team: Team) -> None:
     assert key.read_bytes() == before
     # the remembered host key is still good once pgod listens again
     h.wait_until(lambda: team.pgoctl("ping").returncode == 0, 60, "pgoctl ping after restart")
+
+
+# -- pgoctl's two clients: the system's OpenSSH (by default) and the built-in one ----------
+
+CLIENTS = {"openssh": "/usr/bin/ssh", "built-in": "none"}
+
+
+def both(team: Team, *argv: str, known: Path | None = None, **env: str
+         ) -> list[tuple[int, str, str]]:
+    """`pgoctl ARGV` with each client; (exit status, stdout, stderr) of each, in order."""
+    out = []
+    for ssh in CLIENTS.values():
+        extra = {"PGOCTL_SSH": ssh, **env}
+        if known is not None:
+            extra["PGOCTL_KNOWN_HOSTS"] = str(known)
+        r = h.run(h.PGOCTL, *argv, check=False, env=team.env(**extra), timeout=120)
+        out.append((r.returncode, r.stdout, r.stderr))
+    return out
+
+
+@pytest.mark.parametrize(("args", "who", "status"), [
+    (("{name}//ping",), "alice", 0),
+    (("{name}//exec", "web", "sh", "-c", "echo out; echo err >&2; exit 3"), "alice", 3),
+    (("{name}//exec", "web", "sh", "-c", "echo last; exit 255"), "alice", 255),
+    (("{name}//exec", "web", "printf", "%s|", "a b", "", "c'd", "$HOME"), "alice", 0),
+    (("nope//ping",), "alice", 148),
+    (("{name}//frob",), "alice", 150),
+    (("{name}//ps", "--project-name", "other"), "alice", 144),
+    (("{name}//ping",), "nobody", 255),  # a key no service holds
+])
+def test_both_clients_answer_alike(team: Team, args: tuple[str, ...], who: str,
+                                   status: int) -> None:
+    target = f"127.0.0.1:{args[0].format(name=team.name)}"
+    results = both(team, "-i", str(team.keys[who]), "-p", str(team.pgod.ssh_port), "--",
+                   target, *args[1:])
+    assert results[0][0] == status, results
+    assert results[0] == results[1]
+
+
+def test_both_clients_fail_alike(team: Team, tmp_path: Path) -> None:
+    port = str(team.pgod.ssh_port)
+    target = f"127.0.0.1:{team.name}//ping"
+    h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f",
+          str(tmp_path / "encrypted"))
+    cases = [
+        (["-i", str(team.keys["alice"]), "-p", str(h.free_port()), target], {}, 255),
+        (["-i", str(team.keys["alice"]), "-p", port, f"no-such-host.invalid:{team.name}//ping"],
+         {}, 255),
+        (["-p", port, target], {}, 2),  # no key
+        (["-i", str(tmp_path / "missing"), "-p", port, target], {}, 2),
+        (["-i", f"{team.keys['alice']}.pub", "-p", port, target], {}, 2),
+        (["-i", str(tmp_path / "encrypted"), "-p", port, target], {}, 2),
+        (["-p", port, target], {"PGOCTL_ID": team.keys["alice"].read_text().strip()}, 0),
+        (["-p", port, target], {"PGOCTL_ID": "garbage"}, 2),
+    ]
+    for argv, env, status in cases:
+        results = both(team, *argv, **env)
+        assert results[0][0] == status, (argv, results)
+        assert results[0] == results[1], argv
+        if status:
+            assert results[0][2].count("\n") == 1 and results[0][1] == ""
+
+
+def test_both_clients_trust_on_first_use_alike(team: Team, tmp_path: Path) -> None:
+    """The first contact remembers the host key in pgoctl's file, the same line with the
+    same mode either way; a changed key is then refused by both with the same words."""
+    argv = ["-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port),
+            f"127.0.0.1:{team.name}//ping"]
+    files = []
+    for name, ssh in CLIENTS.items():
+        known = tmp_path / name / "known_hosts"  # its directory is made too
+        r = h.run(h.PGOCTL, "-v", *argv, check=False,
+                  env=team.env(PGOCTL_SSH=ssh, PGOCTL_KNOWN_HOSTS=str(known)))
+        assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+        assert f"pgoctl: remembered [127.0.0.1]:{team.pgod.ssh_port}'s host key SHA256:" \
+            in r.stderr and r.stderr.count("\n") == 2
+        assert os.stat(known).st_mode & 0o777 == 0o600
+        files.append(known.read_text())
+    assert files[0] == files[1] and files[0].startswith(f"[127.0.0.1]:{team.pgod.ssh_port} ")
+    known = tmp_path / "known"
+    quiet = both(team, *argv, known=known)
+    assert quiet[0] == quiet[1] and quiet[0][0] == 0 and quiet[0][2] == ""
+    imposter = team.keygen("imposter2")
+    forged = (f"# comment\n[127.0.0.1]:{team.pgod.ssh_port} "
+              + " ".join(Path(f"{imposter}.pub").read_text().split()[:2]) + "\n")
+    known.write_text(forged)
+    refused = both(team, *argv, known=known)
+    assert refused[0] == refused[1], refused
+    assert refused[0][0] == 255 and "has changed" in refused[0][2] and "(line 2 of" in \
+        refused[0][2]
+    assert known.read_text() == forged  # nothing added by either
+
+
+def test_pgoctl_runs_the_system_ssh_when_it_can(team: Team, tmp_path: Path) -> None:
+    """By default the ssh on PATH carries the request; a key it could read otherwise
+    (PEM) goes to the built-in client."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "ssh").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /usr/bin/ssh "$@"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    env = team.env(PATH=f"{bin_dir}:/usr/bin:/bin")
+    env.pop("PGOCTL_SSH", None)
+    r = h.run(h.PGOCTL, "-i", str(team.keys["alice"]), "-p", str(team.pgod.ssh_port),
+              f"127.0.0.1:{team.name}//ping", check=False, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+    assert "-F /dev/null" in calls.read_text() and "IdentityAgent=none" in calls.read_text()
+    pem = tmp_path / "id_pem"
+    pem.write_bytes(asyncssh.read_private_key(str(team.keys["alice"]))
+                    .export_private_key("pkcs8-pem"))
+    calls.unlink()
+    r = h.run(h.PGOCTL, "-i", str(pem), "-p", str(team.pgod.ssh_port),
+              f"127.0.0.1:{team.name}//ping", check=False, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("pong!"), r.stderr
+    assert not calls.exists()

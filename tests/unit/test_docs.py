@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pgo.cli import pgoctl, pgod
-from pgo.request import COMMANDS
+from pgo.commands import COMMANDS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -24,11 +24,25 @@ def test_every_pgod_flag_is_in_pgod_8() -> None:
 
 
 def test_every_command_and_flag_is_in_pgoctl_1() -> None:
+    """Each command of the table has its entry in COMMANDS, with its flags (long and short)
+    and a *(lock)* mark exactly when it takes the service's lock."""
     text = (DOCS / "pgoctl.1.md").read_text().replace("\\-", "-")
+    commands = text[text.index("\n# COMMANDS\n"):text.index("\n# ENVIRONMENT\n")]
     for name, spec in COMMANDS.items():
-        assert f"\n**{name}**" in text, f"pgoctl.1.md does not describe {name}"
-        for long, _short, _ in spec.flags:
-            assert long in text, f"pgoctl.1.md does not list {name} {long}"
+        start = commands.find(f"\n**{name}**")
+        assert start >= 0, f"pgoctl.1.md does not describe {name}"
+        entry = commands[start:commands.find("\n\n", start + 1)]
+        head = entry.split("\n:", 1)[0]
+        for long, short, _ in spec.flags:
+            assert f"**{long}**" in head, f"pgoctl.1.md does not list {name} {long}"
+            if short:
+                assert f"**{short}**|**{long}**" in head, f"{name}: {short} is not shown"
+        marked = "*(lock)*" in entry
+        assert marked == spec.lock, f"pgoctl.1.md: {name} is{'' if marked else ' not'} " \
+            "marked (lock), the command table says otherwise"
+    help_text = pgoctl.parser().format_help()
+    for name, spec in COMMANDS.items():
+        assert f"  {name} " in help_text and spec.summary in help_text.replace("\n", " ")
     for action in pgoctl.parser()._actions:
         for flag in action.option_strings:
             if flag not in ("-h", "--help"):

@@ -293,6 +293,20 @@ def test_refused_hooks_wake_nothing(served, name, extra, code):
     assert not any(s.wake.is_set() for s in daemon.services.values())
 
 
+def test_client_text_is_logged_escaped(served, caplog):
+    """An event header is the client's text: a NEL or CSI in it (latin-1 on the wire) is
+    logged escaped, never as a line break or a terminal control."""
+    call, _, port = served
+    event = "push\x85[ERROR] forged\x9b2J"
+    with caplog.at_level(logging.INFO):
+        resp = call(exchange(port, post("web", BODY, "X-Hub-Signature-256: "
+                                        + hub_signature(SECRET, BODY),
+                                        "X-GitHub-Event: " + event)))
+    assert status(resp) == 202, resp
+    [msg] = [r.getMessage() for r in caplog.records if "reconciling now" in r.getMessage()]
+    assert msg == "webhook (push\\x85[ERROR] forged\\x9b2J): reconciling now"
+
+
 def test_metrics_endpoint(served):
     call, _, port = served
     resp = call(exchange(port, head("GET /metrics HTTP/1.1", "Host: h")))

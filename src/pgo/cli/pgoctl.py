@@ -2,62 +2,122 @@
 
     pgoctl [-i IDENTITY] [-p PORT] [-v] [--] HOST:NAME//COMMAND [ARGS...]
 
-Only the standard library is imported until the target has been parsed; asyncssh (the
-expensive import) comes last, when there is something to connect to.
+Two clients behave the same: the system's OpenSSH client (pgo.openssh), used when it is
+installed and the key is an unencrypted OpenSSH key, and the built-in one on asyncssh for
+everything else. Start-up is most of pgoctl's time (bench/ssh), so the way to ssh imports
+only small modules: the usual command line is read by quick_args, which hands anything
+unusual to argparse (the parser of record, which --help, errors and the man-page test
+use); asyncssh, asyncio, argparse and the command table are imported only when needed.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import getpass
 import os
-import shlex
 import sys
-from typing import TYPE_CHECKING, NoReturn
 
+TYPE_CHECKING = False  # (mypy reads the block below; importing typing costs start-up)
 if TYPE_CHECKING:
-    import asyncssh
+    import argparse
+    from typing import NoReturn
 
 USAGE_EXIT = 2
-CONNECT_EXIT = 255  # as OpenSSH's ssh: connection, host key or authentication trouble
-# pgod answers a refused request with an HTTP-like status (400, 401, 404, 406) on the wire;
-# SSH clients keep its low 8 bits, so pgoctl (like ssh) exits 144, 145, 148 or 150.
+DEFAULT_PORT = 2222
+MAX_KEY = 1024 * 1024  # bytes of a private key file read
+# pgod answers a refused request with an HTTP-like status (400, 404, 406) on the wire;
+# SSH clients keep its low 8 bits, so pgoctl (like ssh) exits 144, 148 or 150.
+EPILOG = ("Without -i the private key is read from $PGOCTL_ID (the key's contents). "
+          "Exit status: the remote command's; refusals 144 (400 bad request), 148 (404 no "
+          "such service for this key), 150 (406 unknown command); 255 connection trouble; "
+          "2 usage.")
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_EXIT, f"{self.prog}: {message} (see --help)\n")
+class Args:
+    __slots__ = ("identity", "port", "verbose", "target", "args")
+
+    def __init__(self, identity: str | None, port: int, verbose: bool, target: str,
+                 args: list[str]) -> None:
+        self.identity = identity
+        self.port = port
+        self.verbose = verbose
+        self.target = target
+        self.args = args
 
 
 def parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.exit(USAGE_EXIT, f"{self.prog}: {message} (see --help)\n")
+
+        def format_help(self) -> str:
+            import textwrap
+
+            # the command list comes from the command table, read only when help is asked
+            self.epilog = command_help() + "\n\n" + textwrap.fill(EPILOG, 79)
+            return super().format_help()
+
     p = Parser(
         prog="pgoctl",
-        description="Run COMMAND on service NAME at HOST through pgod's SSH interface. "
-        "Commands: up, down, stop, start, restart, pull, ps, logs, exec, load, status, "
-        "ping, journal, git pull, git hash (see pgoctl(1)).",
-        epilog="Without -i the private key is read from $PGOCTL_ID (the key's contents). "
-        "Exit status: the remote command's; refusals 144 (400 bad request), 145 (401 key "
-        "not authorized), 148 (404 no such service), 150 (406 unknown command); 255 "
-        "connection trouble; 2 usage.",
+        description="Run COMMAND on service NAME at HOST through pgod's SSH interface.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-i", "--identity", metavar="IDENTITY", help="private key file")
-    p.add_argument("-p", "--port", type=int, default=2222, help="pgod's SSH port (%(default)s)")
+    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
+                   help="pgod's SSH port (%(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="say what happens")
     p.add_argument("target", metavar="HOST:NAME//COMMAND")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     return p
 
 
-def split_target(target: str) -> tuple[str, str, str]:
-    """HOST:NAME//COMMAND -> (host, name, command); ValueError when it is not that."""
-    left, sep, command = target.partition("//")
-    host, colon, name = left.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not colon or not host or not name or not command:
-        raise ValueError(f"target {target!r} is not HOST:NAME//COMMAND")
-    return host, name, command
+def command_help() -> str:
+    """The commands, as pgod's command table has them."""
+    from pgo.commands import COMMANDS
+
+    width = max(len(name) for name in COMMANDS) + 2
+    rows = [f"  {name:<{width}}{'(lock) ' if s.lock else ''}{s.summary}"
+            for name, s in COMMANDS.items()]
+    return ("commands (see pgoctl(1); (lock): waits for a deploy in progress):\n"
+            + "\n".join(rows))
+
+
+def quick_args(argv: list[str]) -> Args | None:
+    """The usual command lines (`-i FILE`, `-p PORT`, `-v`, `--`, then the target and its
+    arguments) as argparse reads them; None for anything else, which argparse then reads
+    (and answers with help or an error)."""
+    identity: str | None = None
+    port, verbose, i = DEFAULT_PORT, False, 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            i += 1
+            break
+        if word in ("-v", "--verbose"):
+            verbose, i = True, i + 1
+            continue
+        if word in ("-i", "--identity", "-p", "--port"):
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            flag, value, i = word, argv[i + 1], i + 2
+        elif word.startswith(("--identity=", "--port=")):
+            flag, _, value = word.partition("=")
+            i += 1
+        elif word[:2] in ("-i", "-p") and len(word) > 2 and word[2] != "=":
+            flag, value, i = word[:2], word[2:], i + 1
+        elif word.startswith("-") and word != "-":
+            return None
+        else:
+            break
+        if flag in ("-i", "--identity"):
+            identity = value
+        elif value.isascii() and value.isdigit():
+            port = int(value)
+        else:
+            return None
+    if i >= len(argv) or "--" in argv[i + 1:]:  # (argparse drops some of those)
+        return None
+    return Args(identity, port, verbose, argv[i], argv[i + 1:])
 
 
 def die(message: str, code: int) -> NoReturn:
@@ -66,132 +126,79 @@ def die(message: str, code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        host, name, command = split_target(args.target)
-    except ValueError as e:
-        die(str(e), USAGE_EXIT)
+        sys.exit(pgoctl(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def pgoctl(words: list[str]) -> int:
+    from pgo.errors import UsageError
+    from pgo.target import parse_target, request_line
+
+    args = quick_args(words)
+    if args is None:
+        ns = parser().parse_args(words)
+        args = Args(ns.identity, ns.port, ns.verbose, ns.target, ns.args)
+    try:
+        target = parse_target(args.target, host=True)
+    except UsageError as e:
+        die(f"target {e}", USAGE_EXIT)
     if not 0 < args.port < 65536:
         die(f"port {args.port} out of range", USAGE_EXIT)
-    remote = shlex.join([f"{name}//{command}", *args.args])
-    try:
-        code = asyncio.run(run(host, args.port, remote, args.identity, args.verbose))
-    except KeyboardInterrupt:
-        code = 130
-    sys.exit(code)
+    remote = request_line(target.name, target.command, args.args)
+    key, where = read_key(args.identity)
+    return connect(target.host, args.port, remote, key, where, args.verbose)
 
 
-def load_key(identity: str | None) -> asyncssh.SSHKey:
-    import asyncssh
-
+def read_key(identity: str | None) -> tuple[bytes, str | None]:
+    """The private key's text, and the file it came from (None: $PGOCTL_ID)."""
     if identity:
         try:
-            return asyncssh.read_private_key(identity)
-        except (OSError, asyncssh.KeyImportError, ValueError) as e:
-            die(f"can not read the key {identity}: {_why(e)}", USAGE_EXIT)
+            with open(identity, "rb") as f:
+                return f.read(MAX_KEY), identity
+        except OSError as e:
+            die(f"can not read the key {identity}: {e.strerror or e}", USAGE_EXIT)
     text = os.environ.get("PGOCTL_ID", "")
     if not text.strip():
         die("no key: give -i IDENTITY, or put a private key's contents in $PGOCTL_ID",
             USAGE_EXIT)
     # CI variables may lose the final newline or carry literal \n
-    text = text.replace("\\n", "\n").strip() + "\n"
-    try:
-        return asyncssh.import_private_key(text)
-    except (asyncssh.KeyImportError, ValueError) as e:
-        die(f"$PGOCTL_ID does not hold a usable private key: {_why(e)}", USAGE_EXIT)
+    return (text.replace("\\n", "\n").strip() + "\n").encode(), None
 
 
-def _why(e: BaseException) -> str:
-    if isinstance(e, OSError):
-        return e.strerror or str(e)
-    text = str(e)
-    return "it needs a passphrase (pgoctl keys have none)" if "passphrase" in text else text
+def connect(host: str, port: int, remote: str, key: bytes, where: str | None,
+            verbose: bool) -> int:
+    """Run the request with the OpenSSH client when it can take this key, else with the
+    built-in one; the exit status."""
+    from pgo import openssh
 
-
-async def run(host: str, port: int, remote: str, identity: str | None, verbose: bool) -> int:
-    import asyncssh
-
-    from pgo import knownhosts
-
-    key = load_key(identity)
-    path = knownhosts.default_path()
-    hid = knownhosts.host_id(host, port)
-    refusal: list[str] = []
-
-    class Client(asyncssh.SSHClient):
-        def validate_host_public_key(self, h: str, addr: str, p: int,
-                                     server_key: asyncssh.SSHKey) -> bool:
-            text = server_key.export_public_key("openssh").decode().split()
-            kstr = " ".join(text[:2])
+    ssh = openssh.find_ssh()
+    pub = openssh.public_key(key) if ssh else None
+    if ssh and pub:
+        code = openssh.run(ssh, host, port, user(), remote, key, pub, verbose)
+        # Nothing is left to clean up: leave without the interpreter's finalization, which
+        # costs a tenth of pgoctl's own time.
+        for stream in (sys.stdout, sys.stderr):
             try:
-                known = path.read_text()
-            except FileNotFoundError:
-                known = ""
-            except OSError as e:
-                refusal.append(f"can not read {path}: {e.strerror}")
-                return False
-            verdict = knownhosts.check(known, hid, kstr)
-            if verdict.known:
-                return True
-            if not verdict.new:
-                refusal.append(
-                    f"the host key of {hid} has changed (it is now "
-                    f"{server_key.get_fingerprint()}), which can mean that someone is "
-                    f"intercepting the connection; if the server's key really changed, "
-                    f"forget the old one (line {verdict.line} of {path}): "
-                    f"ssh-keygen -R '{hid}' -f {path}")
-                return False
-            try:
-                knownhosts.remember(path, hid, kstr)
-                if verbose:
-                    print(f"pgoctl: remembered {hid}'s host key "
-                          f"{server_key.get_fingerprint()} in {path}", file=sys.stderr)
-            except OSError as e:
-                print(f"pgoctl: warning: could not remember the host key in {path}: "
-                      f"{e.strerror}", file=sys.stderr)
-            return True
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    from pgo import sshclient
 
-    if verbose:
-        print(f"pgoctl: {hid}: {remote} (key {key.get_fingerprint()})", file=sys.stderr)
+    return sshclient.main(host, port, user(), remote, key, where, verbose)
+
+
+def user() -> str:
+    """The SSH user name (pgod only logs it): the local user's, looked up as
+    getpass.getuser() does (whose import costs 2 ms of pgoctl's start-up)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if os.environ.get(name):
+            return os.environ[name]
+    import pwd
+
     try:
-        async with asyncssh.connect(
-            host, port, client_factory=Client, known_hosts=([], [], []),
-            username=_user(), client_keys=[key], agent_path=None, config=[],
-            password_auth=False, kbdint_auth=False, gss_auth=False,
-            host_based_auth=False, preferred_auth=["publickey"], connect_timeout=60,
-        ) as conn:
-            return await _exec(conn, remote)
-    except asyncssh.PermissionDenied:
-        die(f"{hid}: the server refused the key", CONNECT_EXIT)
-    except (OSError, asyncssh.Error) as e:
-        if refusal:
-            die(refusal[0], CONNECT_EXIT)
-        die(f"{hid}: {getattr(e, 'strerror', None) or getattr(e, 'reason', None) or e}",
-            CONNECT_EXIT)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         return "pgoctl"
-
-
-async def _exec(conn: asyncssh.SSHClientConnection, remote: str) -> int:
-    import asyncssh
-
-    proc = await conn.create_process(remote, encoding=None, stdin=asyncssh.DEVNULL)
-
-    async def pump(reader: asyncssh.SSHReader[bytes], fd: int) -> None:
-        while chunk := await reader.read(65536):
-            view = memoryview(chunk)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-
-    await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))
-    await proc.wait_closed()
-    status = proc.exit_status
-    if status is None or status < 0:
-        return CONNECT_EXIT
-    return status & 0xFF
