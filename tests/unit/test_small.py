@@ -45,6 +45,8 @@ def test_bad_addresses(bad: str) -> None:
     (["docker", "compose", "--project-name", "p", "--file", "f", "up", "-d"], ("compose", "up")),
     (["docker-compose", "--project-name", "p", "ps"], ("compose", "ps")),
     (["docker", "login", "--username", "u"], ("docker", "login")),
+    (["/usr/bin/prlimit", "--data=1073741824", "--", "docker", "compose", "--project-name",
+      "p", "config"], ("compose", "config")),
 ])
 def test_command_labels(argv: list[str], labels: tuple[str, str]) -> None:
     assert command_labels(argv) == labels
