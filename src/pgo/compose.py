@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from pgo.errors import CommandError, ComposeError
-from pgo.runner import CommandRunner, RunAs, Sink, redact
+from pgo.runner import CommandRunner, RunAs, Sink
 
 # The one list of default compose file names, in the order they are tried.
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
@@ -217,9 +217,7 @@ class RunningProjects:
         res = await self.runner.run(
             ["docker", "ps", "--filter", "label=com.docker.compose.project",
              "--format", '{{.Label "com.docker.compose.project"}}'],
-            timeout=CONFIG_TIMEOUT)
-        if res.returncode != 0:
-            raise CommandError("docker ps", res.returncode, res.output)
+            timeout=CONFIG_TIMEOUT, check=True)
         return frozenset(res.stdout.decode().split())
 
 
@@ -257,10 +255,8 @@ class Project:
         argv = self.argv(*args, with_file=with_file)
         res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
                                     env=self.env, timeout=timeout, secrets=self.secrets,
-                                    stdin=stdin, service=self.name)
-        if res.returncode != 0:
-            raise CommandError(f"compose {args[0]}", res.returncode,
-                               redact(res.output, self.secrets))
+                                    stdin=stdin, service=self.name, check=True,
+                                    what=f"compose {args[0]}")
         return res.stdout.decode("utf-8", "replace")
 
     async def config(self) -> Model:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pgo.errors import CommandError, FetchError
-from pgo.runner import CommandRunner, RunAs, redact
+from pgo.runner import CommandRunner, RunAs
 
 GIT_TIMEOUT = 300.0
 
@@ -45,13 +45,14 @@ class Checkout:
     async def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         argv = ["git", *args]
         genv = {**GIT_ENV, "GIT_CONFIG_GLOBAL": str(self.gitconfig), **(env or {})}
-        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.path),
-                                    env=genv, timeout=GIT_TIMEOUT,
-                                    secrets=self.secrets, service=self.service)
-        if res.returncode != 0:
-            what = f"git {args[0]}"
-            err_cls = FetchError if args[0] in ("fetch", "clone", "ls-remote") else CommandError
-            raise err_cls(what, res.returncode, redact(res.output, self.secrets))
+        try:
+            res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.path),
+                                        env=genv, timeout=GIT_TIMEOUT, secrets=self.secrets,
+                                        service=self.service, check=True, what=f"git {args[0]}")
+        except CommandError as e:
+            if args[0] in ("fetch", "clone", "ls-remote"):
+                raise FetchError(e.what, e.returncode, e.output) from None
+            raise
         return res.stdout.decode("utf-8", "replace").strip()
 
     async def git(self, *args: str) -> str:

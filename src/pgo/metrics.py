@@ -8,10 +8,11 @@ pgo's own and follow the library's conventions (counters end in `_total`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pgo.runner import command_labels
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -67,24 +68,6 @@ APPLIED_TIME = Gauge("pgo_applied_commit_timestamp_seconds",
                      "Commit time of the commit last brought up", ["service"], registry=REGISTRY)
 APPLIED_AT = Gauge("pgo_applied_timestamp_seconds", "When the service was last brought up",
                    ["service"], registry=REGISTRY)
-
-
-def command_labels(argv: Sequence[str]) -> tuple[str, str]:
-    """(cmd, subcmd) of a command line: `git fetch` -> (git, fetch),
-    `docker compose up` -> (compose, up)."""
-    words = [os.path.basename(argv[0])] if argv else [""]
-    rest = list(argv[1:])
-    if words[0] == "docker" and rest[:1] == ["compose"]:
-        words, rest = ["compose"], rest[1:]
-    elif words[0] == "docker-compose":
-        words = ["compose"]
-    # skip global options (and their values) to reach the subcommand
-    with_value = {"-c", "--project-name", "-p", "--file", "-f", "--env-file", "--project-directory"}
-    i = 0
-    while i < len(rest) and rest[i].startswith("-"):
-        i += 2 if rest[i] in with_value else 1
-    sub = rest[i] if i < len(rest) else ""
-    return words[0], sub
 
 
 def observe_command(service: str, argv: Sequence[str], returncode: int) -> None:

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
-import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgo import config, metrics, preview
+from pgo import config, metrics, preview, registry
 from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.judge import judge
-from pgo.runner import CommandRunner, RunAs, redact
+from pgo.runner import CommandRunner, RunAs
 from pgo.state import State
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
@@ -67,32 +66,6 @@ def compose_env(cfg: config.Service, paths: Paths) -> dict[str, str]:
     env["PGO_DATA"] = str(paths.data(cfg.name))
     env["PGO_SERVICE"] = cfg.name
     return env
-
-
-def forget_logins(docker_config: Path) -> bool:
-    """Remove DOCKER_CONFIG/config.json when it holds registry credentials (`auths`), or
-    can not be read as a plain JSON file; return whether it did. Never follows a symlink."""
-    path = docker_config / "config.json"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        fd = -1  # a symlink or worse: not docker's
-    if fd >= 0:
-        try:
-            raw = os.read(fd, 1 << 20) if stat.S_ISREG(os.fstat(fd).st_mode) else b"x"
-        finally:
-            os.close(fd)
-        try:
-            doc = json.loads(raw)
-            if isinstance(doc, dict) and not doc.get("auths"):
-                return False
-        except ValueError:
-            pass
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return True
 
 
 # A hook run at a point of a service's pass (NFS mount, Caddy import...).
@@ -180,7 +153,7 @@ class TrackedService:
                     raise PgoError(f"{d} is a symlink; refusing to use it")
                 os.chown(d, *owner)
                 os.chmod(d, mode)
-        if forget_logins(self.docker_config()):  # a pgod that died while logged in
+        if registry.forget_logins(self.docker_config()):  # a pgod that died while logged in
             self.log.warning("removed registry credentials left in %s",
                              self.docker_config() / "config.json")
         for stale in self.paths.private(self.name).glob("next-*"):  # a preview cut short
@@ -436,49 +409,12 @@ class TrackedService:
             await self._deploy(model, head,
                                restart=changed and await self.project.running())
 
-    @contextlib.asynccontextmanager
-    async def registries(self) -> AsyncIterator[None]:
-        """Logged in to the service's registries for the duration, logged out after.
-
-        Each service has its own DOCKER_CONFIG, so two services with different credentials
-        for one registry never see each other's login. The token goes to `docker login` on
-        its standard input (never on a command line, never in a log line); after the logout
-        no credential is left in the service's config.json, even when a logout failed."""
-        if not self.cfg.registries:
-            yield
-            return
-        done = []
-        try:
-            for reg in self.cfg.registries:
-                what = f"docker login {reg.host} (user {reg.user})"
-                done.append(reg)
-                try:
-                    res = await self.runner.run(
-                        ["docker", "login", "--username", reg.user, "--password-stdin",
-                         reg.host], as_user=self.as_user, env=self.project.env,
-                        stdin=reg.token.encode(), timeout=120, secrets=self.secrets,
-                        service=self.name)
-                except TimeoutError:
-                    raise CommandError(what, -1, "no answer within 120s") from None
-                if res.returncode != 0:
-                    raise CommandError(what, res.returncode, redact(res.output, self.secrets))
-            yield
-        finally:
-            for reg in done:
-                try:
-                    res = await self.runner.run(
-                        ["docker", "logout", reg.host], as_user=self.as_user,
-                        env=self.project.env, timeout=60, secrets=self.secrets,
-                        service=self.name)
-                except TimeoutError:
-                    self.log.warning("docker logout %s: no answer within 60s", reg.host)
-                    continue
-                if res.returncode != 0:
-                    self.log.warning("%s", CommandError(f"docker logout {reg.host}",
-                                     res.returncode, redact(res.output, self.secrets)))
-            if forget_logins(self.docker_config()):
-                self.log.warning("registry credentials were left in %s after the logout; "
-                                 "removed them", self.docker_config() / "config.json")
+    def registries(self) -> AbstractAsyncContextManager[None]:
+        """Logged in to the service's registries for the duration, logged out after
+        (pgo.registry)."""
+        return registry.logged_in(self.runner, self.cfg.registries, as_user=self.as_user,
+                                  env=self.project.env, docker_config=self.docker_config(),
+                                  secrets=self.secrets, service=self.name, log=self.log)
 
     async def down(self) -> None:
         async with self.lock:

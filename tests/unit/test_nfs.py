@@ -112,10 +112,12 @@ class FakeRunner:
     async def run(self, argv: Sequence[str], *, as_user: RunAs | None = None,
                   cwd: str | None = None, env: Mapping[str, str] | None = None,
                   stdin: bytes | None = None, timeout: float | None = None,
-                  secrets: Sequence[str] = (), service: str = "") -> Result:
+                  secrets: Sequence[str] = (), service: str = "", check: bool = False,
+                  what: str = "") -> Result:
         self.calls.append(Call(list(argv), as_user, dict(env or {}), stdin))
         rc, out = self.answer(list(argv), cwd)
-        return Result(tuple(argv), rc, out, b"")
+        res = Result(tuple(argv), rc, out, b"")
+        return res.check(what, secrets) if check else res
 
     async def stream(self, argv: Sequence[str], *, stdout: Sink, stderr: Sink,
                      as_user: RunAs | None = None, cwd: str | None = None,
