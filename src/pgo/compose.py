@@ -85,8 +85,9 @@ class Model:
         return ext.get(key) if isinstance(ext, dict) else None
 
     @property
-    def reload(self) -> bool:
-        """`x-pgo: {reload: false}` asks to take new commits without restarting containers."""
+    def deploys_changes(self) -> bool:
+        """False when `x-pgo: {reload: false}` asks that a changed model wait for a manual
+        up, the running containers left as they are (the original pgo's name for it)."""
         return self._extension("reload") is not False
 
     @property
