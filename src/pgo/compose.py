@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from pgo import drift, engine
 from pgo.errors import CommandError, ComposeError
 from pgo.runner import CommandRunner, RunAs, Sink
 
@@ -222,6 +223,34 @@ class RunningProjects:
         return frozenset(res.stdout.decode().split())
 
 
+# `docker ps --all` of one project: a line per container, the labels as JSON strings, so
+# that no value a compose file chose can split a line or a field.
+PS_FORMAT = "\t".join(("{{.ID}}", "{{.State}}",
+                       *(f'{{{{json (.Label "{label}")}}}}' for label in (
+                           engine.SERVICE_LABEL, engine.HASH_LABEL, engine.ONEOFF_LABEL)),
+                       "{{json .Names}}"))
+STOP_GRACE = 10
+
+
+def containers_from_ps(project: str, text: str) -> list[engine.Container]:
+    """The containers of `docker ps --all --format PS_FORMAT` output."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            cid, state, *labels = line.split("\t")
+            service, config_hash, oneoff, names = (json.loads(v) for v in labels)
+        except ValueError:
+            raise ComposeError(f"docker ps printed an unreadable line: {line[:80]!r}") \
+                from None
+        out.append(engine.Container(
+            id=cid, name=str(names).split(",")[0], project=project, service=str(service),
+            state=state, health="", status="", config_hash=str(config_hash), number=0,
+            oneoff=str(oneoff).lower() == "true", created=0.0))
+    return out
+
+
 class Project:
     def __init__(
         self, name: str, workdir: Path, runner: CommandRunner, as_user: RunAs | None,
@@ -352,6 +381,48 @@ class Project:
     async def running(self) -> bool:
         """True when at least one container of this project is running."""
         return await self.snapshot(self.name)
+
+    async def containers(self) -> list[engine.Container]:
+        """Every container labelled as this project's, whatever its state: one request to
+        the engine's API when pgod talks to the default engine (RunningProjects.socket) and
+        the service's environment points compose nowhere else, else `docker ps -a` as the
+        service's user."""
+        socket = self.snapshot.socket
+        if socket and not any(k in self.env for k in ("DOCKER_HOST", "DOCKER_CONTEXT")):
+            try:
+                return await engine.containers(self.name, socket)
+            except engine.EngineError as e:
+                self.log.warning("docker engine: %s; asking `docker ps`", e)
+        res = await self.runner.run(
+            ["docker", "ps", "--all", "--no-trunc", "--filter",
+             f"label={engine.PROJECT_LABEL}={self.name}", "--format", PS_FORMAT],
+            as_user=self.as_user, env=self.env, timeout=CONFIG_TIMEOUT,
+            secrets=self.secrets, service=self.name, check=True)
+        return containers_from_ps(self.name, res.stdout.decode("utf-8", "replace"))
+
+    async def config_hashes(self) -> dict[str, str]:
+        """compose service -> the configuration hash compose stamps on the containers it
+        makes for the model (`config --hash '*'`): a container whose label differs was
+        made from another configuration."""
+        text = await self._run("config", "--hash", "*", timeout=CONFIG_TIMEOUT)
+        try:
+            return drift.parse_hashes(text)
+        except ValueError as e:
+            raise ComposeError(f"compose config --hash: {e}") from None
+
+    async def remove(self, ids: Sequence[str]) -> None:
+        """Stop (a grace period of STOP_GRACE seconds, as compose's own) and remove these
+        containers, as the service's user."""
+        if not ids:
+            return
+        try:
+            for argv in (["docker", "stop", "-t", str(STOP_GRACE), "--", *ids],
+                         ["docker", "rm", "--force", "--", *ids]):
+                await self.runner.run(argv, as_user=self.as_user, env=self.env,
+                                      timeout=UP_TIMEOUT, secrets=self.secrets,
+                                      service=self.name, check=True)
+        finally:
+            self.snapshot.invalidate()
 
     async def stream(self, args: Sequence[str], stdout: Sink, stderr: Sink,
                      stdin: bytes | None = None) -> int:

@@ -25,6 +25,8 @@ from pgo.runner import CommandRunner, RunAs
 from pgo.state import Outcome, State, Verdict, VerdictKind
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
+# container states in which a container's processes run, or may at any moment
+LIVE = frozenset({"running", "restarting", "paused", "removing"})
 
 
 class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -397,21 +399,35 @@ class TrackedService:
         last brought up) the project is downed first, as the original pgo does, unless the
         model says `x-pgo: {down: false}` (then `up` recreates only what changed); everything
         that can fail without touching what runs (pull, build, missing images) is done
-        before the down, so a bad push does not take the service down."""
+        before the down, so a bad push does not take the service down. Before the up, no
+        container outside the model is left (_remove_strays) and the model is judged once
+        more on real paths."""
         for hook in self.hooks.before_up:
             await hook(self)
-        async with self.registries():
-            await self._prepare_images(model, head)
-            if restart and model.down_first:
-                await self.project.down()
-            # Real paths again, now that no container of the old deployment runs: one may
-            # have left a symlink in the data directory since the commit was judged.
-            late = self._verdict(head, model)
-            if late.refused:
-                self.judged = (late, model)
-                self._refuse(late)
-                raise PolicyRefusal(list(late.reasons))
-            await self.project.up()
+        in_place = restart and not model.down_first and not self.cfg.is_root
+        # (what `config --hash` says is needed in place, where containers of the old
+        # deployment run on: asked beside the pull rather than after it)
+        hashes = asyncio.create_task(self.project.config_hashes()) if in_place else None
+        try:
+            async with self.registries():
+                await self._prepare_images(model, head)
+                if restart and model.down_first:
+                    await self.project.down()
+                await self._remove_strays(model, hashes)
+                # Real paths again, now that no container outside the judged model runs:
+                # one may have left a symlink in the data directory since the commit was
+                # judged, and none is left that could make one before the up.
+                late = self._verdict(head, model)
+                if late.refused:
+                    self.judged = (late, model)
+                    self._refuse(late)
+                    raise PolicyRefusal(list(late.reasons))
+                await self.project.up()
+        finally:
+            if hashes is not None:  # (not needed after all, or the deploy failed first)
+                hashes.cancel()
+                with contextlib.suppress(asyncio.CancelledError, PgoError, OSError):
+                    await hashes
         st = self.state
         st.applied_commit, st.applied_model, st.applied_at = head, model.digest, time.time()
         st.awaiting_up = False
@@ -435,6 +451,32 @@ class TrackedService:
         if missing:
             raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
                                + ", ".join(missing))
+
+    async def _remove_strays(self, model: Model,
+                             hashes: asyncio.Task[dict[str, str]] | None) -> None:
+        """Nothing outside the judged model survives a deploy. Removed before the up, in
+        any state: a container of a compose service the model does not have (one moved
+        into a profile is left out of the model, yet `up --remove-orphans` keeps it), and
+        a running one whose configuration is not the model's (in place, the old
+        deployment's: until `up` replaces it, it could still write where the new model
+        mounts). `hashes`: the model's configuration hashes, when already asked for. (A
+        root service, which the policy does not judge, keeps compose's own behaviour.)"""
+        if self.cfg.is_root:
+            return
+        services = model.data.get("services") or {}
+        containers = await self.project.containers()
+        strays = [(c, "not in the model") for c in containers if c.service not in services]
+        live = [c for c in containers if c.service in services and c.state in LIVE]
+        if live:
+            want = await (hashes if hashes is not None else self.project.config_hashes())
+            strays += [(c, "its configuration is not the model's") for c in live
+                       if c.config_hash != want.get(c.service)]
+        if not strays:
+            return
+        for c, why in strays:
+            self.log.info("removing container %s (%s, %s): %s", c.name or c.id[:12],
+                          c.service or "no compose service", c.state, why)
+        await self.project.remove([c.id for c, _ in strays])
 
     async def apply(self) -> None:
         """Manual up: judge the current checkout and bring it up (takes a waiting change,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,131 @@ def test_a_missing_image_fails_before_anything_is_downed(tmp_path: Path,
     fake.calls.clear()
     assert converge(svc) is Outcome.FAILED
     assert "compose down" not in fake.kinds() and fake.of("svc")
+
+
+# -- nothing outside the judged model survives a deploy (issue 9, item 3) ---------------------
+
+def data_mount(tmp: Path, sub: str = "", *, read_only: bool = False) -> dict[str, Any]:
+    source = str(tmp / "data" / "svc") + (f"/{sub}" if sub else "")
+    return {"type": "bind", "source": source, "target": f"/d{sub and '/' + sub}",
+            "read_only": read_only}
+
+
+def in_place(services: dict[str, Any]) -> dict[str, Any]:
+    return {"services": services, "x-pgo": {"down": False}}
+
+
+def test_a_service_moved_into_a_profile_is_removed_before_the_up(
+        tmp_path: Path, fake: FakeRunner, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    fake.push(in_place({"w": {"image": IMAGE, "volumes": [data_mount(tmp_path)]}}))
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    (w,) = fake.of("svc")
+    fake.push(in_place({"w": {"image": IMAGE, "volumes": [data_mount(tmp_path)],
+                              "profiles": ["off"]},
+                        "a": {"image": IMAGE, "volumes": [data_mount(tmp_path, "x")]}}))
+    fake.calls.clear()
+    assert converge(svc) is Outcome.DEPLOYED
+    assert [c.service for c in fake.of("svc")] == ["a"]
+    kinds = fake.kinds()
+    assert kinds.index("docker stop") < kinds.index("docker rm") < kinds.index("compose up")
+    assert fake.calls[kinds.index("docker rm")].argv[-1] == w.id
+    assert fake.calls[kinds.index("docker rm")].as_user == svc.as_user
+    assert any("removing container svc-w-1 (w, running): not in the model" in r.message
+               for r in caplog.records)
+
+
+def test_a_symlink_made_by_a_stray_before_its_removal_is_judged(
+        tmp_path: Path, fake: FakeRunner) -> None:
+    """The worst timing for the attack: `w`, judged out of the model, makes the data
+    directory's `x` a symlink to `/` at the last moment it runs. The model is judged again
+    after it is gone, so `a` never mounts the host's `/`."""
+    fake.push(in_place({"w": {"image": IMAGE, "volumes": [data_mount(tmp_path)]}}))
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    good = svc.state.applied_commit
+    (tmp_path / "data" / "svc" / "x").mkdir()
+    bad = fake.push(in_place({"w": {"image": IMAGE, "volumes": [data_mount(tmp_path)],
+                                    "profiles": ["off"]},
+                              "a": {"image": IMAGE, "volumes": [data_mount(tmp_path, "x")]}}))
+
+    def plant(call: Any) -> tuple[int, str]:
+        x = tmp_path / "data" / "svc" / "x"
+        x.rmdir()
+        x.symlink_to("/")
+        return fake._docker(call)
+
+    fake.on["docker stop"] = plant
+    assert converge(svc) is Outcome.FAILED  # refused at the last judgement
+    assert "compose up" not in fake.kinds()[fake.kinds().index("docker stop"):]
+    assert svc.state.applied_commit == good
+    assert svc.state.verdict is not None and svc.state.verdict.commit == bad
+    assert [c.service for c in fake.of("svc")] == []
+
+
+def test_in_place_a_changed_container_goes_before_the_up_an_unchanged_one_stays(
+        tmp_path: Path, fake: FakeRunner) -> None:
+    fake.push(in_place({"db": {"image": IMAGE},
+                        "w": {"image": IMAGE, "volumes": [data_mount(tmp_path)]}}))
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    db, w = sorted(fake.of("svc"), key=lambda c: c.service)
+    fake.push(in_place({"db": {"image": IMAGE},
+                        "w": {"image": IMAGE, "volumes": [data_mount(tmp_path, "y")]},
+                        "a": {"image": IMAGE, "volumes": [data_mount(tmp_path, "x")]}}))
+    fake.calls.clear()
+    assert converge(svc) is Outcome.DEPLOYED
+    kinds = fake.kinds()
+    assert "compose down" not in kinds
+    assert kinds.index("docker rm") < kinds.index("compose up")
+    assert fake.calls[kinds.index("docker rm")].argv[-1] == w.id
+    after = {c.service: c.id for c in fake.of("svc")}
+    assert after["db"] == db.id and after["w"] != w.id and "a" in after
+
+
+def test_an_exited_stray_goes_too(tmp_path: Path, fake: FakeRunner) -> None:
+    """A stopped container outside the model is removed as well: with `restart: always`
+    dockerd would start it again when it restarts."""
+    fake.push({"services": {"w": {"image": IMAGE, "restart": "always",
+                                  "volumes": [data_mount(tmp_path)]}}})
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    (w,) = fake.of("svc")
+    w.state = "exited"
+    fake.push({"services": {"w": {"image": IMAGE, "restart": "always", "profiles": ["off"],
+                                  "volumes": [data_mount(tmp_path)]},
+                            "a": {"image": IMAGE, "volumes": [data_mount(tmp_path, "x")]}}})
+    fake.calls.clear()
+    assert converge(svc) is Outcome.DEPLOYED
+    assert [c.service for c in fake.of("svc")] == ["a"]
+    assert not any("--hash" in c.argv for c in fake.calls)  # nothing of the model ran
+
+
+def test_a_root_service_keeps_composes_own_behaviour(tmp_path: Path, fake: FakeRunner) -> None:
+    fake.push(in_place({"w": {"image": IMAGE}}))
+    cfg = config.Service(name="svc", user="root", repository="/srv/git/svc.git")
+    svc = TrackedService(cfg, Paths(tmp_path / "pgo", tmp_path / "data"), fake,
+                         ("docker", "compose"), as_user=RunAs("root", 0, 0, (), str(tmp_path)))
+    svc.prepare()
+    assert converge(svc) is Outcome.DEPLOYED
+    fake.push(in_place({"w": {"image": IMAGE, "profiles": ["tools"]}, "a": {"image": IMAGE}}))
+    assert converge(svc) is Outcome.DEPLOYED
+    assert sorted(c.service for c in fake.of("svc")) == ["a", "w"]
+    assert "docker rm" not in fake.kinds() and not any("--hash" in c.argv for c in fake.calls)
+
+
+def test_down_first_asks_for_no_hashes(tmp_path: Path, fake: FakeRunner) -> None:
+    fake.push(web())
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    fake.push(web(environment={"A": "1"}))
+    fake.calls.clear()
+    assert converge(svc) is Outcome.DEPLOYED
+    kinds = fake.kinds()
+    listing = next(i for i, c in enumerate(fake.calls) if "--all" in c.argv)
+    assert kinds.index("compose down") < listing < kinds.index("compose up")
+    assert not any("--hash" in c.argv for c in fake.calls) and "docker rm" not in kinds
 
 
 # -- the state file ------------------------------------------------------------------------
