@@ -410,19 +410,21 @@ class Project:
         except ValueError as e:
             raise ComposeError(f"compose config --hash: {e}") from None
 
-    async def remove(self, ids: Sequence[str]) -> None:
-        """Stop (a grace period of STOP_GRACE seconds, as compose's own) and remove these
-        containers, as the service's user."""
-        if not ids:
-            return
+    async def retire(self, stop: Sequence[str], remove: Sequence[str] = ()) -> None:
+        """Stop the containers `stop` (a grace period of STOP_GRACE seconds, as compose's
+        own), then remove those of `remove`, as the service's user. (A stopped container
+        is not started again by its restart policy, until dockerd itself restarts.)"""
+        argvs = [["docker", "stop", "-t", str(STOP_GRACE), "--", *stop]] if stop else []
+        if remove:
+            argvs.append(["docker", "rm", "--force", "--", *remove])
         try:
-            for argv in (["docker", "stop", "-t", str(STOP_GRACE), "--", *ids],
-                         ["docker", "rm", "--force", "--", *ids]):
+            for argv in argvs:
                 await self.runner.run(argv, as_user=self.as_user, env=self.env,
                                       timeout=UP_TIMEOUT, secrets=self.secrets,
                                       service=self.name, check=True)
         finally:
-            self.snapshot.invalidate()
+            if argvs:
+                self.snapshot.invalidate()
 
     async def stream(self, args: Sequence[str], stdout: Sink, stderr: Sink,
                      stdin: bytes | None = None) -> int:

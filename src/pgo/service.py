@@ -454,29 +454,33 @@ class TrackedService:
 
     async def _remove_strays(self, model: Model,
                              hashes: asyncio.Task[dict[str, str]] | None) -> None:
-        """Nothing outside the judged model survives a deploy. Removed before the up, in
-        any state: a container of a compose service the model does not have (one moved
-        into a profile is left out of the model, yet `up --remove-orphans` keeps it), and
-        a running one whose configuration is not the model's (in place, the old
-        deployment's: until `up` replaces it, it could still write where the new model
-        mounts). `hashes`: the model's configuration hashes, when already asked for. (A
-        root service, which the policy does not judge, keeps compose's own behaviour.)"""
+        """Nothing outside the judged model survives a deploy, nor runs at its up. Before
+        the up, a container of a compose service the model does not have (one moved into a
+        profile is left out of the model, yet `up --remove-orphans` keeps it) is stopped
+        and removed, in any state; a running one whose configuration is not the model's
+        (in place, the old deployment's: until `up` replaces it, it could still write
+        where the new model mounts) is stopped, and `up` replaces it. `hashes`: the
+        model's configuration hashes, when already asked for. (A root service, which the
+        policy does not judge, keeps compose's own behaviour.)"""
         if self.cfg.is_root:
             return
         services = model.data.get("services") or {}
         containers = await self.project.containers()
-        strays = [(c, "not in the model") for c in containers if c.service not in services]
+        strays = [c for c in containers if c.service not in services]
         live = [c for c in containers if c.service in services and c.state in LIVE]
+        changed = []
         if live:
             want = await (hashes if hashes is not None else self.project.config_hashes())
-            strays += [(c, "its configuration is not the model's") for c in live
-                       if c.config_hash != want.get(c.service)]
-        if not strays:
-            return
-        for c, why in strays:
-            self.log.info("removing container %s (%s, %s): %s", c.name or c.id[:12],
-                          c.service or "no compose service", c.state, why)
-        await self.project.remove([c.id for c, _ in strays])
+            changed = [c for c in live if c.config_hash != want.get(c.service)]
+        for c in strays:
+            self.log.info("removing container %s (%s, %s): not in the model",
+                          c.name or c.id[:12], c.service or "no compose service", c.state)
+        for c in changed:
+            self.log.info("stopping container %s (%s): its configuration is not the model's",
+                          c.name or c.id[:12], c.service)
+        await self.project.retire(
+            stop=[c.id for c in [*strays, *changed] if c.state in LIVE],
+            remove=[c.id for c in strays])
 
     async def apply(self) -> None:
         """Manual up: judge the current checkout and bring it up (takes a waiting change,

@@ -258,7 +258,7 @@ def test_a_symlink_made_by_a_stray_before_its_removal_is_judged(
     assert [c.service for c in fake.of("svc")] == []
 
 
-def test_in_place_a_changed_container_goes_before_the_up_an_unchanged_one_stays(
+def test_in_place_a_changed_container_stops_before_the_up_an_unchanged_one_runs(
         tmp_path: Path, fake: FakeRunner) -> None:
     fake.push(in_place({"db": {"image": IMAGE},
                         "w": {"image": IMAGE, "volumes": [data_mount(tmp_path)]}}))
@@ -271,9 +271,9 @@ def test_in_place_a_changed_container_goes_before_the_up_an_unchanged_one_stays(
     fake.calls.clear()
     assert converge(svc) is Outcome.DEPLOYED
     kinds = fake.kinds()
-    assert "compose down" not in kinds
-    assert kinds.index("docker rm") < kinds.index("compose up")
-    assert fake.calls[kinds.index("docker rm")].argv[-1] == w.id
+    assert "compose down" not in kinds and "docker rm" not in kinds  # up replaces it
+    assert kinds.index("docker stop") < kinds.index("compose up")
+    assert fake.calls[kinds.index("docker stop")].argv[-1] == w.id
     after = {c.service: c.id for c in fake.of("svc")}
     assert after["db"] == db.id and after["w"] != w.id and "a" in after
 
