@@ -352,6 +352,9 @@ class TrackedService:
             await self._deploy(model, head, restart=running and bool(st.applied_model))
             st.last_error = sync.error
             return Outcome.DEPLOYED
+        if not self.verified and running:
+            # the first pass of this pgod: a stray a pgod from before this check left
+            await self._remove_strays(model, None, stop_changed=False)
         if not running:
             self.log.info("not running: bringing up commit %s", head[:8])
             await self._deploy(model, head, restart=False)
@@ -452,16 +455,17 @@ class TrackedService:
             raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
                                + ", ".join(missing))
 
-    async def _remove_strays(self, model: Model,
-                             hashes: asyncio.Task[dict[str, str]] | None) -> None:
+    async def _remove_strays(self, model: Model, hashes: asyncio.Task[dict[str, str]] | None,
+                             *, stop_changed: bool = True) -> None:
         """Nothing outside the judged model survives a deploy, nor runs at its up. Before
         the up, a container of a compose service the model does not have (one moved into a
         profile is left out of the model, yet `up --remove-orphans` keeps it) is stopped
         and removed, in any state; a running one whose configuration is not the model's
         (in place, the old deployment's: until `up` replaces it, it could still write
-        where the new model mounts) is stopped, and `up` replaces it. `hashes`: the
-        model's configuration hashes, when already asked for. (A root service, which the
-        policy does not judge, keeps compose's own behaviour.)"""
+        where the new model mounts) is stopped, and `up` replaces it (not with
+        `stop_changed` false). `hashes`: the model's configuration hashes, when already
+        asked for. (A root service, which the policy does not judge, keeps compose's own
+        behaviour.)"""
         if self.cfg.is_root:
             return
         services = model.data.get("services") or {}
@@ -469,7 +473,7 @@ class TrackedService:
         strays = [c for c in containers if c.service not in services]
         live = [c for c in containers if c.service in services and c.state in LIVE]
         changed = []
-        if live:
+        if live and stop_changed:
             want = await (hashes if hashes is not None else self.project.config_hashes())
             changed = [c for c in live if c.config_hash != want.get(c.service)]
         for c in strays:

@@ -296,6 +296,28 @@ def test_an_exited_stray_goes_too(tmp_path: Path, fake: FakeRunner) -> None:
     assert not any("--hash" in c.argv for c in fake.calls)  # nothing of the model ran
 
 
+def test_a_stray_left_by_an_older_pgod_goes_at_the_first_pass(tmp_path: Path,
+                                                              fake: FakeRunner) -> None:
+    """Deployed before strays were removed: the model did not change since, so no deploy
+    comes; the first pass of a pgod removes the stray all the same, and leaves the rest."""
+    fake.push(in_place({"w": {"image": IMAGE}, "a": {"image": IMAGE}}))
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    fake.push(in_place({"w": {"image": IMAGE, "profiles": ["off"]}, "a": {"image": IMAGE}}))
+    fake.on["docker ps"] = lambda call: (0, "") if "--all" in call.argv else fake._docker(call)
+    assert converge(svc) is Outcome.DEPLOYED  # (an older pgod: no listing, no removal)
+    del fake.on["docker ps"]
+    (a,) = [c for c in fake.of("svc") if c.service == "a"]
+    a.config_hash = "from another compose version"
+    fake.calls.clear()
+    assert converge(tracked(tmp_path, fake)) is Outcome.UNCHANGED
+    assert fake.of("svc") == [a]
+    assert "docker stop" in fake.kinds() and not any("--hash" in c.argv for c in fake.calls)
+    fake.calls.clear()
+    assert converge(svc) is Outcome.UNCHANGED  # (later passes do not look)
+    assert not any("--all" in c.argv for c in fake.calls)
+
+
 def test_a_root_service_keeps_composes_own_behaviour(tmp_path: Path, fake: FakeRunner) -> None:
     fake.push(in_place({"w": {"image": IMAGE}}))
     cfg = config.Service(name="svc", user="root", repository="/srv/git/svc.git")
