@@ -16,6 +16,7 @@ the real program would, from a small model of the world it keeps:
     engine      the containers (`containers`: Container rows); `docker ps` lists them,
                 `docker stop` / `docker rm` change them.
     mount(8)    `mount` and `umount` add and remove lines of a mountinfo file, as the kernel.
+    python      a Python child given YAML on its standard input prints it as JSON.
 
 The script: `fail[kind] = (status, output)` makes a kind of command fail (kinds as
 `kind()` names them: "git fetch", "compose up", "docker rm", "mount"...); `on[kind]` a
@@ -55,7 +56,12 @@ class Call:
 
 
 def kind(argv: Sequence[str]) -> str:
-    """"git clone", "compose up", "docker login", "mount"... of a command line."""
+    """"git clone", "compose up", "docker login", "mount"... of a command line (behind a
+    `prlimit ... --` that limits what compose may use); "python" for a Python child."""
+    if os.path.basename(argv[0]) == "prlimit" and "--" in argv:
+        argv = argv[list(argv).index("--") + 1:]
+    if os.path.basename(argv[0]).startswith("python") and "-c" in argv:
+        return "python"
     if argv[0] == "git":
         return f"git {argv[1]}"
     if list(argv[:2]) == ["docker", "compose"]:
@@ -259,6 +265,8 @@ class FakeRunner:
             return self._docker(call)
         if call.argv[0] in ("mount", "umount"):
             return self._mount(call)
+        if k == "python":  # pgod reads YAML in a child: this one reads YAML into JSON
+            return 0, json.dumps(yaml.safe_load(call.stdin or b""))
         return 0, ""
 
     # -- the runner's shape ---------------------------------------------------------------
