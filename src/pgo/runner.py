@@ -87,7 +87,10 @@ class RunAs:
 
 def command_labels(argv: Sequence[str]) -> tuple[str, str]:
     """(cmd, subcmd) of a command line: `git fetch` -> (git, fetch),
-    `docker compose up` -> (compose, up)."""
+    `docker compose up` -> (compose, up). A resource-limit wrapper (`prlimit ... -- CMD`)
+    is looked through: the command is what it runs."""
+    if argv and os.path.basename(argv[0]) == "prlimit" and "--" in argv:
+        argv = argv[list(argv).index("--") + 1:]
     words = [os.path.basename(argv[0])] if argv else [""]
     rest = list(argv[1:])
     if words[0] == "docker" and rest[:1] == ["compose"]:
