@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pgo.errors import PgoError
 from pgo.request import NOT_ACCEPTABLE, Checked, Flag, Refused, Spec, compose_args
+from pgo.state import Hold, VerdictKind
 
 if TYPE_CHECKING:
     from pgo.runner import Sink
@@ -57,9 +58,9 @@ async def _locked(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, 
         finally:
             svc.project.snapshot.invalidate()
         if rc == 0 and spec.name == "stop":
-            svc.state.held = "stop"
-        elif rc == 0 and spec.name in ("start", "restart") and svc.state.held == "stop":
-            svc.state.held = ""
+            svc.state.hold = Hold.STOP
+        elif rc == 0 and spec.name in ("start", "restart") and svc.state.hold is Hold.STOP:
+            svc.state.hold = None
         svc.save()
         return rc
 
@@ -78,7 +79,7 @@ async def _up(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err:
 async def _down(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
                 ) -> int:
     async with svc.lock:
-        svc.state.held = "down"
+        svc.state.hold = Hold.DOWN
         svc.save()
         try:
             rc = await svc.project.stream(["down", "--remove-orphans", *checked.flags], out, err)
@@ -98,16 +99,15 @@ async def _pull(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, er
 async def _load(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
                 ) -> int:
     """The verdict on what upstream has: the checkout, or the commit held back from it."""
-    from pgo import preview
-
     head = await svc.checkout.head()
     desired = svc.state.desired_commit
     if desired and desired != head and not svc.cfg.is_root:
         head = desired
-        kind, violations = await preview.violations(svc, desired)
-        if kind == "error":
-            await err(line(f"refused: commit {desired[:8]}: {violations[0]}"))
+        verdict = await svc.judge_commit(desired)
+        if verdict.kind is VerdictKind.ERROR:
+            await err(line(f"refused: commit {desired[:8]}: {verdict.reasons[0]}"))
             return 1
+        violations = list(verdict.reasons)
     else:
         violations = svc.violations(await svc.project.config())
     if not violations:
@@ -138,15 +138,14 @@ def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float)
     ]
     if stopfile:
         rows.append(("held", f"down by the stop file {svc.paths.stopfile(svc.name)}"))
-    if st.held:
-        rows.append(("held", f"by pgoctl {st.held} (until "
-                     + ("up)" if st.held == "down" else "start, restart or up)")))
-    if st.pending_reload:
+    if st.hold:
+        rows.append(("held", f"by pgoctl {st.hold} (until {st.hold.lifted_by()})"))
+    if st.awaiting_up:
         rows.append(("waiting", f"commit {st.desired_commit[:8]} waits for a manual up "
                      "(x-pgo reload: false)"))
-    if st.violations:
-        rows.append(("refused", f"commit {st.refused_commit[:8]}"))
-        rows += [("violation", v) for v in st.violations]
+    if st.verdict is not None and st.verdict.refused:
+        rows.append(("refused", f"commit {st.verdict.commit[:8]}"))
+        rows += [("violation", v) for v in st.verdict.reasons]
     rows.append(("error", st.last_error or "-"))
     return [f"{k + ':':<11} {v}" for k, v in rows]
 
@@ -183,7 +182,7 @@ async def _git_pull(svc: TrackedService, spec: Spec, checked: Checked, out: Sink
     await out(line(f"{outcome}: commit {svc.state.desired_commit[:8] or '-'}"))
     if svc.state.last_error:
         await err(line(svc.state.last_error))
-    return 1 if outcome in ("failed", "refused") else 0
+    return 0 if outcome.ok else 1
 
 
 async def _git_hash(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink

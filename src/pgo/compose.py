@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from pgo import compose_model as cm
+from pgo import drift, engine
 from pgo.errors import CommandError, ComposeError
 from pgo.runner import CommandRunner, RunAs, Sink, redact
 
@@ -90,8 +91,9 @@ class Model:
         return ext.get(key) if isinstance(ext, dict) else None
 
     @property
-    def reload(self) -> bool:
-        """`x-pgo: {reload: false}` asks to take new commits without restarting containers."""
+    def deploys_changes(self) -> bool:
+        """False when `x-pgo: {reload: false}` asks that a changed model wait for a manual
+        up, the running containers left as they are (the original pgo's name for it)."""
         return self._extension("reload") is not False
 
     @property
@@ -195,10 +197,36 @@ class RunningProjects:
         res = await self.runner.run(
             ["docker", "ps", "--filter", "label=com.docker.compose.project",
              "--format", '{{.Label "com.docker.compose.project"}}'],
-            timeout=CONFIG_TIMEOUT)
-        if res.returncode != 0:
-            raise CommandError("docker ps", res.returncode, res.output)
+            timeout=CONFIG_TIMEOUT, check=True)
         return frozenset(res.stdout.decode().split())
+
+
+# `docker ps --all` of one project: a line per container, the labels as JSON strings, so
+# that no value a compose file chose can split a line or a field.
+PS_FORMAT = "\t".join(("{{.ID}}", "{{.State}}",
+                       *(f'{{{{json (.Label "{label}")}}}}' for label in (
+                           engine.SERVICE_LABEL, engine.HASH_LABEL, engine.ONEOFF_LABEL)),
+                       "{{json .Names}}"))
+STOP_GRACE = 10
+
+
+def containers_from_ps(project: str, text: str) -> list[engine.Container]:
+    """The containers of `docker ps --all --format PS_FORMAT` output."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            cid, state, *labels = line.split("\t")
+            service, config_hash, oneoff, names = (json.loads(v) for v in labels)
+        except ValueError:
+            raise ComposeError(f"docker ps printed an unreadable line: {line[:80]!r}") \
+                from None
+        out.append(engine.Container(
+            id=cid, name=str(names).split(",")[0], project=project, service=str(service),
+            state=state, health="", status="", config_hash=str(config_hash), number=0,
+            oneoff=str(oneoff).lower() == "true", created=0.0))
+    return out
 
 
 class Project:
@@ -235,10 +263,8 @@ class Project:
         argv = self.argv(*args, with_file=with_file)
         res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
                                     env=self.env, timeout=timeout, secrets=self.secrets,
-                                    stdin=stdin, service=self.name)
-        if res.returncode != 0:
-            raise CommandError(f"compose {args[0]}", res.returncode,
-                               redact(res.output, self.secrets))
+                                    stdin=stdin, service=self.name, check=True,
+                                    what=f"compose {args[0]}")
         return res.stdout.decode("utf-8", "replace")
 
     async def config(self) -> Model:
@@ -436,6 +462,50 @@ class Project:
     async def running(self) -> bool:
         """True when at least one container of this project is running."""
         return await self.snapshot(self.name)
+
+    async def containers(self) -> list[engine.Container]:
+        """Every container labelled as this project's, whatever its state: one request to
+        the engine's API when pgod talks to the default engine (RunningProjects.socket) and
+        the service's environment points compose nowhere else, else `docker ps -a` as the
+        service's user."""
+        socket = self.snapshot.socket
+        if socket and not any(k in self.env for k in ("DOCKER_HOST", "DOCKER_CONTEXT")):
+            try:
+                return await engine.containers(self.name, socket)
+            except engine.EngineError as e:
+                self.log.warning("docker engine: %s; asking `docker ps`", e)
+        res = await self.runner.run(
+            ["docker", "ps", "--all", "--no-trunc", "--filter",
+             f"label={engine.PROJECT_LABEL}={self.name}", "--format", PS_FORMAT],
+            as_user=self.as_user, env=self.env, timeout=CONFIG_TIMEOUT,
+            secrets=self.secrets, service=self.name, check=True)
+        return containers_from_ps(self.name, res.stdout.decode("utf-8", "replace"))
+
+    async def config_hashes(self) -> dict[str, str]:
+        """compose service -> the configuration hash compose stamps on the containers it
+        makes for the model (`config --hash '*'`): a container whose label differs was
+        made from another configuration."""
+        text = await self._run("config", "--hash", "*", timeout=CONFIG_TIMEOUT)
+        try:
+            return drift.parse_hashes(text)
+        except ValueError as e:
+            raise ComposeError(f"compose config --hash: {e}") from None
+
+    async def retire(self, stop: Sequence[str], remove: Sequence[str] = ()) -> None:
+        """Stop the containers `stop` (a grace period of STOP_GRACE seconds, as compose's
+        own), then remove those of `remove`, as the service's user. (A stopped container
+        is not started again by its restart policy, until dockerd itself restarts.)"""
+        argvs = [["docker", "stop", "-t", str(STOP_GRACE), "--", *stop]] if stop else []
+        if remove:
+            argvs.append(["docker", "rm", "--force", "--", *remove])
+        try:
+            for argv in argvs:
+                await self.runner.run(argv, as_user=self.as_user, env=self.env,
+                                      timeout=UP_TIMEOUT, secrets=self.secrets,
+                                      service=self.name, check=True)
+        finally:
+            if argvs:
+                self.snapshot.invalidate()
 
     async def stream(self, args: Sequence[str], stdout: Sink, stderr: Sink,
                      stdin: bytes | None = None) -> int:

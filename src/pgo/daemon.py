@@ -48,6 +48,10 @@ class Daemon:
         self.runner = runner or Runner(observer=metrics.observe_command)
         self.services: dict[str, TrackedService] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        # One lock per service name, whichever tracker serves it: a config reload's
+        # successor takes the same one, so a pass or command of the old tracker and the new
+        # one never run on the project at the same time.
+        self.locks: dict[str, asyncio.Lock] = {}
         # NFS shares are mounted before an up; the Caddy import is kept current on every
         # pass of its service, before its up, and after a config reload
         self.mounts = nfs.Mounts(self.runner)
@@ -64,17 +68,18 @@ class Daemon:
         self.slots = asyncio.Semaphore(PARALLEL_RECONCILES)
         self.stopping = asyncio.Event()
         # config reload: SIGHUP or (with --restart) a change of the file's content
-        self.reload_wanted = asyncio.Event()
-        self.reload_reason = ""
-        self.reload_lock = asyncio.Lock()
+        self.config_reload_wanted = asyncio.Event()
+        self.config_reload_reason = ""
+        self.config_reload_lock = asyncio.Lock()
         self.config_digest = reload.file_digest(opts.config_path)
         # called with the new config after every applied reload (e.g. the Caddy snippet)
-        self.reload_hooks: list[Callable[[config.Config], Awaitable[None]]] = [
+        self.config_reload_hooks: list[Callable[[config.Config], Awaitable[None]]] = [
             self.caddy.on_reload]
 
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
-                              hooks=self.hooks, running=self.running, fleet=lambda: self.cfg)
+                              hooks=self.hooks, running=self.running, fleet=lambda: self.cfg,
+                              lock=self.locks.setdefault(svc.name, asyncio.Lock()))
 
     async def remove_stale(self, keep: Sequence[str]) -> None:
         """Down and remove every checkout in --dir that belongs to no configured service."""
@@ -137,30 +142,18 @@ class Daemon:
                  svc.display_repository(), svc.branch, svc.user)
         self.tasks[svc.name] = asyncio.create_task(self.track(tracked), name=f"track-{svc.name}")
 
-    async def stop_service(self, name: str) -> None:
-        task = self.tasks.pop(name, None)
-        tracked = self.services.pop(name, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if tracked is not None:
-            # wait for whoever holds the lock (an SSH command) before touching the project
-            async with tracked.lock:
-                pass
-
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, self.request_config_reload, "SIGHUP")
         await self.remove_stale([s.name for s in self.cfg.services])
         for svc in self.cfg.services:
             self.start_service(svc)
         servers = await self.start_servers()
         log.info("pgod running: %d service(s), every %gs", len(self.services),
                  self.opts.interval)
-        helpers = [asyncio.create_task(self.reloader(), name="reloader")]
+        helpers = [asyncio.create_task(self.config_reloader(), name="config-reloader")]
         if self.opts.restart:
             helpers.append(asyncio.create_task(self.watch_config(), name="watch-config"))
         notify.ready(f"tracking {len(self.services)} service(s)")
@@ -193,9 +186,9 @@ class Daemon:
 
     # -- config reload -----------------------------------------------------------------
 
-    def request_reload(self, reason: str) -> None:
-        self.reload_reason = reason
-        self.reload_wanted.set()
+    def request_config_reload(self, reason: str) -> None:
+        self.config_reload_reason = reason
+        self.config_reload_wanted.set()
 
     async def watch_config(self) -> None:
         """--restart: look at the file every few seconds; reload when its content changed
@@ -210,26 +203,26 @@ class Daemon:
             last = key
             digest = await asyncio.to_thread(reload.file_digest, path)
             if key is not None and digest != self.config_digest:
-                self.request_reload(f"{path} changed")
+                self.request_config_reload(f"{path} changed")
 
-    async def reloader(self) -> None:
+    async def config_reloader(self) -> None:
         """Apply reload requests one at a time; requests made meanwhile coalesce."""
         while True:
-            await self.reload_wanted.wait()
-            self.reload_wanted.clear()
-            await self.reload(self.reload_reason)
+            await self.config_reload_wanted.wait()
+            self.config_reload_wanted.clear()
+            await self.reload_config(self.config_reload_reason)
 
-    async def reload(self, reason: str) -> bool:
+    async def reload_config(self, reason: str) -> bool:
         """Load the config file again and apply the difference. An invalid file changes
         nothing; return whether the new config was applied."""
-        async with self.reload_lock:
+        async with self.config_reload_lock:
             notify.reloading()
             try:
-                return await self._reload(reason)
+                return await self._reload_config(reason)
             finally:
                 notify.ready(f"tracking {len(self.services)} service(s)")
 
-    async def _reload(self, reason: str) -> bool:
+    async def _reload_config(self, reason: str) -> bool:
         from pgo import metrics
 
         path = self.opts.config_path
@@ -254,37 +247,35 @@ class Daemon:
             log.info("[%s] removed from %s", name, path)
             async with self.retired(name):
                 await self.remove_service_dir(name)
+            self.locks.pop(name, None)
         for svc, keys in changes.changed:
             log.info("[%s] changed (%s): tracking it with the new settings", svc.name,
                      ", ".join(keys))
-            async with self.retired(svc.name) as old:
-                self.start_service(svc)
-                if old is not None and svc.name in self.services:
-                    # the successor shares the lock: no pass or command of the old tracker
-                    # and the new one ever run on the project at the same time
-                    self.services[svc.name].lock = old.lock
+            async with self.retired(svc.name):
+                self.start_service(svc)  # (its tracker takes the same lock: self.locks)
         for svc in changes.added:
             log.info("[%s] added to %s", svc.name, path)
             self.start_service(svc)
         for svc in retry:
             self.start_service(svc)
         metrics.RELOADS.labels("applied").inc()
-        for hook in self.reload_hooks:
+        for hook in self.config_reload_hooks:
             await hook(new)
         return True
 
     @contextlib.asynccontextmanager
-    async def retired(self, name: str) -> AsyncIterator[TrackedService | None]:
-        """Stop tracking `name` for a reload: let a pass or command in progress finish (up
-        to RETIRE_WAIT), end its poll loop, and hold its lock while the caller cleans up or
-        starts a successor."""
+    async def retired(self, name: str) -> AsyncIterator[None]:
+        """Stop tracking `name` for a config reload: let a pass or command in progress
+        finish (up to RETIRE_WAIT), end its poll loop, and hold its lock while the caller
+        cleans up or starts a successor."""
         tracked = self.services.pop(name, None)
         task = self.tasks.pop(name, None)
+        lock = self.locks.get(name)
         held = False
-        if tracked is not None:
+        if tracked is not None and lock is not None:
             try:
                 async with asyncio.timeout(RETIRE_WAIT):
-                    await tracked.lock.acquire()
+                    await lock.acquire()
                 held = True
             except TimeoutError:
                 log.warning("[%s] still busy after %gs; interrupting it", name, RETIRE_WAIT)
@@ -293,10 +284,10 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         try:
-            yield tracked
+            yield
         finally:
-            if held and tracked is not None:
-                tracked.lock.release()
+            if held and lock is not None:
+                lock.release()
 
 
 class Server(Protocol):

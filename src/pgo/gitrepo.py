@@ -1,15 +1,18 @@
-"""One service's git checkout: clone, fetch, reset, hash. git runs as the service's user."""
+"""One service's git checkout: clone, fetch, reset, hash, and a commit checked out beside it
+to be judged before it reaches the checkout. git runs as the service's user."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from pgo.errors import CommandError, FetchError
-from pgo.runner import CommandRunner, RunAs, redact
+from pgo.runner import CommandRunner, RunAs
 
 GIT_TIMEOUT = 300.0
 
@@ -17,6 +20,8 @@ GIT_TIMEOUT = 300.0
 # upstream owned by another user, and the clone-local transport drops command-line config.
 # Hooks never run: a checkout is the team's, and git runs in it on the host.
 GITCONFIG = "[safe]\n\tdirectory = *\n[gc]\n\tauto = 0\n[core]\n\thooksPath = /dev/null\n"
+
+SCRATCH_PREFIX = "next-"  # a worktree() directory
 
 GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
@@ -45,13 +50,14 @@ class Checkout:
     async def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         argv = ["git", *args]
         genv = {**GIT_ENV, "GIT_CONFIG_GLOBAL": str(self.gitconfig), **(env or {})}
-        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.path),
-                                    env=genv, timeout=GIT_TIMEOUT,
-                                    secrets=self.secrets, service=self.service)
-        if res.returncode != 0:
-            what = f"git {args[0]}"
-            err_cls = FetchError if args[0] in ("fetch", "clone", "ls-remote") else CommandError
-            raise err_cls(what, res.returncode, redact(res.output, self.secrets))
+        try:
+            res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.path),
+                                        env=genv, timeout=GIT_TIMEOUT, secrets=self.secrets,
+                                        service=self.service, check=True, what=f"git {args[0]}")
+        except CommandError as e:
+            if args[0] in ("fetch", "clone", "ls-remote"):
+                raise FetchError(e.what, e.returncode, e.output) from None
+            raise
         return res.stdout.decode("utf-8", "replace").strip()
 
     async def git(self, *args: str) -> str:
@@ -124,6 +130,39 @@ class Checkout:
 
     async def commit_time(self, commit: str) -> int:
         return int(await self._git("show", "-s", "--format=%ct", commit))
+
+    @contextlib.asynccontextmanager
+    async def worktree(self, commit: str, parent: Path) -> AsyncIterator[Path]:
+        """`commit` checked out in a scratch directory of its own under `parent`, for the
+        time of the `async with`: a detached `git worktree` of the checkout, made as the
+        service's user (hooks off as always), removed after.
+
+        The checkout is what deployed containers bind-mount. Were a new commit reset into it
+        before it is judged, a refused commit would still land there: one that turns `conf`
+        into a symlink to `/` is refused, yet the old container, restarted by its restart
+        policy, would mount the host's `/` (dockerd resolves a bind's source at every
+        start). So a commit is judged here first, on real paths, and only an accepted one
+        is reset into the checkout. Several may be open at once (`pgoctl //load` judges
+        while the tracker does); what a pgod cut short left is removed by clear_worktrees.
+        """
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+        try:
+            if os.geteuid() == 0:
+                os.chown(scratch, self.as_user.uid, self.as_user.gid)
+            await self._git("worktree", "add", "--quiet", "--detach", "--force",
+                            str(scratch), commit)
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(CommandError):
+                await self._git("worktree", "prune")
+
+    @staticmethod
+    def clear_worktrees(parent: Path) -> None:
+        """Remove the scratch directories of worktree() under `parent` (a pgod cut short
+        left them); git forgets them at the next prune."""
+        for stale in parent.glob(SCRATCH_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 HEX = frozenset("0123456789abcdef")

@@ -8,10 +8,11 @@ pgo's own and follow the library's conventions (counters end in `_total`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pgo.runner import command_labels
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -69,27 +70,6 @@ APPLIED_AT = Gauge("pgo_applied_timestamp_seconds", "When the service was last b
                    ["service"], registry=REGISTRY)
 
 
-def command_labels(argv: Sequence[str]) -> tuple[str, str]:
-    """(cmd, subcmd) of a command line: `git fetch` -> (git, fetch),
-    `docker compose up` -> (compose, up). A resource-limit wrapper (`prlimit ... -- CMD`)
-    is looked through: the command is what it runs."""
-    if argv and os.path.basename(argv[0]) == "prlimit" and "--" in argv:
-        argv = argv[list(argv).index("--") + 1:]
-    words = [os.path.basename(argv[0])] if argv else [""]
-    rest = list(argv[1:])
-    if words[0] == "docker" and rest[:1] == ["compose"]:
-        words, rest = ["compose"], rest[1:]
-    elif words[0] == "docker-compose":
-        words = ["compose"]
-    # skip global options (and their values) to reach the subcommand
-    with_value = {"-c", "--project-name", "-p", "--file", "-f", "--env-file", "--project-directory"}
-    i = 0
-    while i < len(rest) and rest[i].startswith("-"):
-        i += 2 if rest[i] in with_value else 1
-    sub = rest[i] if i < len(rest) else ""
-    return words[0], sub
-
-
 def observe_command(service: str, argv: Sequence[str], returncode: int) -> None:
     cmd, sub = command_labels(argv)
     COMMANDS.inc(service, cmd, sub)
@@ -103,8 +83,8 @@ WEBHOOKS = Counter("pgo_webhooks_total", "Webhook requests by service and result
 HTTP_REQUESTS = Counter("pgo_http_requests_total", "Requests to the metrics/webhook listener",
                         ["route", "code"], registry=REGISTRY)
 SSH_REQUESTS = Counter("pgo_ssh_requests_total", "SSH requests by service, command and exit "
-                       "status (400/404/406: refused; service is empty unless the key is "
-                       "its)", ["service", "command", "status"], registry=REGISTRY)
+                       "status (400/401/404/406: refused)", ["service", "command", "status"],
+                       registry=REGISTRY)
 RELOADS = Counter("pgo_config_reloads_total", "Configuration reloads by result "
                   "(applied, unchanged, invalid)", ["result"], registry=REGISTRY)
 

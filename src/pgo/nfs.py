@@ -134,15 +134,9 @@ class Mounts:
                 svc.log.warning("%s already has %s (%s) mounted, not %s; leaving it", target,
                                 found.source, found.fstype, export.source)
             return
-        argv = mount_argv(export, target)
-        try:
-            res = await self.runner.run(argv, timeout=MOUNT_TIMEOUT, service=svc.name)
-        except TimeoutError:
-            raise CommandError(f"mount {export.source} on {target}", -1,
-                               f"no answer within {MOUNT_TIMEOUT:g}s") from None
-        if res.returncode != 0:
-            raise CommandError(f"mount {export.source} on {target}", res.returncode,
-                               res.output)
+        await self.runner.run(mount_argv(export, target), timeout=MOUNT_TIMEOUT,
+                              service=svc.name, check=True,
+                              what=f"mount {export.source} on {target}")
         svc.log.info("mounted %s on %s", export.source, target)
 
     async def release(self, name: str, target: Path) -> None:
@@ -156,13 +150,9 @@ class Mounts:
         if found is None or found.fstype not in NFS_TYPES:
             return
         try:
-            res = await self.runner.run(umount_argv(target), timeout=MOUNT_TIMEOUT,
-                                        service=name)
-        except TimeoutError:
-            log.error("[%s] umount %s: no answer within %gs", name, target, MOUNT_TIMEOUT)
-            return
-        if res.returncode != 0:
-            log.error("[%s] %s", name, CommandError(f"umount {target}", res.returncode,
-                                                    res.output))
+            await self.runner.run(umount_argv(target), timeout=MOUNT_TIMEOUT, service=name,
+                                  check=True, what=f"umount {target}")
+        except CommandError as e:
+            log.error("[%s] %s", name, e)
             return
         log.info("[%s] unmounted %s from %s", name, found.source, target)

@@ -1,6 +1,6 @@
 """Config reload, the pure part: what changed between two configs, and whether the file did.
 
-The daemon applies a Changes (daemon.Daemon.reload): added services start, removed ones are
+The daemon applies a Changes (daemon.Daemon.reload_config): added services start, removed ones are
 downed and cleaned up like stale ones, changed ones get a new tracker, the rest are left
 alone (the same tracker, containers untouched).
 """

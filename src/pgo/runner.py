@@ -1,12 +1,27 @@
 """The single way pgo runs an external program.
 
-Every git and compose invocation goes through Runner: as a given unix user (uid, gid, that
-user's groups plus the local `docker` group), with an environment built here from nothing,
-in a directory passed as `cwd` (never os.chdir), in its own process group so that a
-cancellation or timeout can end the whole tree (SIGTERM, a grace period, SIGKILL, always
-reaped). Command lines are logged at debug level with every secret replaced by `***`.
+Every git, compose and docker invocation goes through Runner: as a given unix user (uid, gid,
+that user's groups plus the local `docker` group), with an environment built here from
+nothing, in a directory passed as `cwd` (never os.chdir), in its own process group.
 
-Unit tests replace Runner with a recording fake of the same shape (see tests/unit/fakes.py).
+    run(argv, ...) -> Result     the whole output, collected; `check=True` raises instead
+                                 of returning a failure
+    stream(argv, ...) -> int     the output handed to two sinks as it comes; the exit status
+
+Both start the process the same way (_Child.start: `Popen` after a vfork, behind `setpriv`
+when switching users) and end it the same way (_Child.end_group: SIGTERM to its process
+group, a grace period, SIGKILL, always reaped), on a timeout or when the caller is
+cancelled.
+
+Failures. A program that can not be started raises OSError (FileNotFoundError...). Anything
+else is a Result: a non-zero exit status, or a timeout, which is reported as returncode -1
+with `timed_out` set and "timed out after Ns" as its output: run() never raises
+TimeoutError, so a hung command can not end a caller's loop. With `check=True`, run() raises
+CommandError for both instead (Result.check), its output redacted with the given secrets:
+that is how a caller that can not go on without the command asks for it.
+
+Command lines are logged at debug level with every secret replaced by `***`. Unit tests
+replace Runner with a recording fake of the same shape (tests/unit/fakes.py).
 """
 
 from __future__ import annotations
@@ -23,7 +38,9 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol
+
+from pgo.errors import CommandError
 
 log = logging.getLogger("pgo.runner")
 
@@ -34,8 +51,9 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # setuid programs from giving them back.
 SETPRIV = shutil.which("setpriv", path=PATH)
 GRACE = 5.0
-# pidfd_open(2): Linux 5.3 and later; run() falls back to asyncio's subprocesses without it
+# pidfd_open(2): Linux 5.3 and later. Without it a process's exit is polled this often.
 PIDFD = hasattr(os, "pidfd_open")
+EXIT_POLL = 0.02
 
 Sink = Callable[[bytes], Awaitable[None]]
 Observer = Callable[[str, Sequence[str], int], None]
@@ -67,16 +85,47 @@ class RunAs:
                    groups=tuple(sorted(groups)), home=home)
 
 
+def command_labels(argv: Sequence[str]) -> tuple[str, str]:
+    """(cmd, subcmd) of a command line: `git fetch` -> (git, fetch),
+    `docker compose up` -> (compose, up). A resource-limit wrapper (`prlimit ... -- CMD`)
+    is looked through: the command is what it runs."""
+    if argv and os.path.basename(argv[0]) == "prlimit" and "--" in argv:
+        argv = argv[list(argv).index("--") + 1:]
+    words = [os.path.basename(argv[0])] if argv else [""]
+    rest = list(argv[1:])
+    if words[0] == "docker" and rest[:1] == ["compose"]:
+        words, rest = ["compose"], rest[1:]
+    elif words[0] == "docker-compose":
+        words = ["compose"]
+    # skip global options (and their values) to reach the subcommand
+    with_value = {"-c", "--project-name", "-p", "--file", "-f", "--env-file", "--project-directory"}
+    i = 0
+    while i < len(rest) and rest[i].startswith("-"):
+        i += 2 if rest[i] in with_value else 1
+    sub = rest[i] if i < len(rest) else ""
+    return words[0], sub
+
+
 @dataclass(frozen=True)
 class Result:
     argv: tuple[str, ...]
-    returncode: int
+    returncode: int  # -1: timed out (or ended because the caller was cancelled)
     stdout: bytes
     stderr: bytes
+    timed_out: bool = False
 
     @property
     def output(self) -> str:
         return (self.stdout + self.stderr).decode("utf-8", "replace")
+
+    def check(self, what: str = "", secrets: Sequence[str] = ()) -> Result:
+        """This result when the command succeeded; else CommandError naming `what` (by
+        default the command, as `git fetch`), the exit status and the output, every
+        secret in it replaced by `***`."""
+        if self.returncode == 0 and not self.timed_out:
+            return self
+        raise CommandError(what or " ".join(w for w in command_labels(self.argv) if w),
+                           self.returncode, redact(self.output, secrets))
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -101,6 +150,7 @@ class CommandRunner(Protocol):
         self, argv: Sequence[str], *, as_user: RunAs | None = None, cwd: str | None = None,
         env: Mapping[str, str] | None = None, stdin: bytes | None = None,
         timeout: float | None = None, secrets: Sequence[str] = (), service: str = "",
+        check: bool = False, what: str = "",
     ) -> Result: ...
 
     async def stream(
@@ -111,45 +161,118 @@ class CommandRunner(Protocol):
     ) -> int: ...
 
 
+def _command(argv: Sequence[str], as_user: RunAs | None, cwd: str | None,
+             secrets: Sequence[str]) -> tuple[list[str], dict[str, object]]:
+    """The command line to start (behind setpriv when switching users) and the extra
+    Popen arguments (user=, group=... where setpriv is missing)."""
+    if log.isEnabledFor(logging.DEBUG):
+        who = as_user.user if as_user else "root"
+        log.debug("run as %s in %s: %s", who, cwd or "/", redact(shlex.join(argv), secrets))
+    kwargs: dict[str, object] = {}
+    if as_user is not None and os.geteuid() == 0 and not as_user.is_root:
+        if SETPRIV:
+            return [SETPRIV, f"--reuid={as_user.uid}", f"--regid={as_user.gid}",
+                    "--groups=" + ",".join(str(g) for g in as_user.groups),
+                    "--no-new-privs", "--", *argv], kwargs
+        kwargs.update(user=as_user.uid, group=as_user.gid, extra_groups=list(as_user.groups))
+    return list(argv), kwargs
+
+
+def _input(data: bytes) -> int:
+    """A file descriptor to read `data` from as standard input: an anonymous memory file
+    (never on disk), so nothing has to be written to a pipe while the program runs."""
+    fd = os.memfd_create("pgo-stdin", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _Child:
+    """One started program in a process group of its own, and how pgod learns that it
+    exited: a pidfd the event loop watches (Linux 5.3+), else polling."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], *, pidfd: bool = PIDFD) -> None:
+        self.proc = proc
+        self.pidfd = -1
+        if pidfd:
+            with contextlib.suppress(OSError):  # (ENOSYS under some seccomp filters)
+                self.pidfd = os.pidfd_open(proc.pid)
+
+    @classmethod
+    def start(cls, argv: Sequence[str], *, as_user: RunAs | None, cwd: str | None,
+              env: Mapping[str, str] | None, secrets: Sequence[str], stdin: bytes | None,
+              stdout: int, stderr: int, pidfd: bool = PIDFD) -> _Child:
+        """Start argv with the given output descriptors (closed here once the child has
+        them). Returns once the child exec()ed; an OSError when it could not."""
+        full, kwargs = _command(argv, as_user, cwd, secrets)
+        in_fd = subprocess.DEVNULL
+        try:
+            if stdin is not None:
+                in_fd = _input(stdin)
+            proc = subprocess.Popen(  # noqa: ASYNC220 - returns once the child exec()ed
+                full, stdin=in_fd, stdout=stdout, stderr=stderr, cwd=cwd or "/",
+                env=build_env(as_user, env), process_group=0,
+                **kwargs)  # type: ignore[call-overload,unused-ignore]
+        finally:
+            for fd in (stdout, stderr, in_fd):
+                if fd >= 0:
+                    os.close(fd)
+        return cls(proc, pidfd=pidfd)
+
+    async def exited(self) -> int:
+        """Wait for the program's exit; its status (it is reaped)."""
+        if self.proc.poll() is None:
+            if self.pidfd >= 0:
+                loop = asyncio.get_running_loop()
+                done: asyncio.Future[None] = loop.create_future()
+
+                def on_exit() -> None:
+                    if not done.done():
+                        done.set_result(None)
+
+                loop.add_reader(self.pidfd, on_exit)
+                try:
+                    await done
+                finally:
+                    loop.remove_reader(self.pidfd)
+            else:
+                # without a pidfd there is nothing to wait on but the exit status itself
+                while self.proc.poll() is None:  # noqa: ASYNC110 - see above
+                    await asyncio.sleep(EXIT_POLL)
+        return self.proc.wait()  # exited: returns at once
+
+    async def end_group(self) -> None:
+        """End the program's whole process group: SIGTERM, a grace period, then SIGKILL;
+        always reaped."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                async with asyncio.timeout(GRACE):
+                    await self.exited()
+                return
+            except TimeoutError:
+                continue
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
 class Runner:
-    def __init__(self, observer: Observer | None = None) -> None:
+    def __init__(self, observer: Observer | None = None, *, pidfd: bool = PIDFD) -> None:
         self.observer = observer
-
-    def _command(
-        self, argv: Sequence[str], as_user: RunAs | None, cwd: str | None,
-        secrets: Sequence[str],
-    ) -> tuple[list[str], dict[str, object]]:
-        """The command line to start (behind setpriv when switching users) and the extra
-        Popen arguments (user=, group=... where setpriv is missing)."""
-        if log.isEnabledFor(logging.DEBUG):
-            who = as_user.user if as_user else "root"
-            log.debug("run as %s in %s: %s", who, cwd or "/",
-                      redact(shlex.join(argv), secrets))
-        kwargs: dict[str, object] = {}
-        if as_user is not None and os.geteuid() == 0 and not as_user.is_root:
-            if SETPRIV:
-                return [SETPRIV, f"--reuid={as_user.uid}", f"--regid={as_user.gid}",
-                        "--groups=" + ",".join(str(g) for g in as_user.groups),
-                        "--no-new-privs", "--", *argv], kwargs
-            kwargs.update(user=as_user.uid, group=as_user.gid,
-                          extra_groups=list(as_user.groups))
-        return list(argv), kwargs
-
-    async def _spawn(
-        self, argv: Sequence[str], as_user: RunAs | None, cwd: str | None,
-        env: Mapping[str, str] | None, stdin: bool, secrets: Sequence[str],
-    ) -> asyncio.subprocess.Process:
-        full, kwargs = self._command(argv, as_user, cwd, secrets)
-        return await asyncio.create_subprocess_exec(
-            *full,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd or "/",
-            env=build_env(as_user, env),
-            process_group=0,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        self.pidfd = pidfd  # watch exits through pidfds (False: poll, as without them)
 
     def _observe(self, service: str, argv: Sequence[str], rc: int) -> None:
         if self.observer is not None:
@@ -159,58 +282,28 @@ class Runner:
         self, argv: Sequence[str], *, as_user: RunAs | None = None, cwd: str | None = None,
         env: Mapping[str, str] | None = None, stdin: bytes | None = None,
         timeout: float | None = None, secrets: Sequence[str] = (), service: str = "",
+        check: bool = False, what: str = "",
     ) -> Result:
-        if stdin is None and PIDFD:
-            return await self._run_pidfd(argv, as_user, cwd, env, timeout, secrets, service)
-        proc = await self._spawn(argv, as_user, cwd, env, stdin is not None, secrets)
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate(stdin)
-        except TimeoutError:
-            # a failure like any other exit status, not an exception that could end the
-            # caller's loop: the process group is ended and the caller sees returncode -1
-            await terminate(proc)
-            self._observe(service, argv, -1)
-            return Result(tuple(argv), -1, b"", f"timed out after {timeout:g}s\n".encode())
-        except BaseException:
-            await terminate(proc)
-            self._observe(service, argv, -1)
-            raise
-        rc = proc.returncode if proc.returncode is not None else -1
-        self._observe(service, argv, rc)
-        return Result(tuple(argv), rc, out, err)
-
-    async def _run_pidfd(
-        self, argv: Sequence[str], as_user: RunAs | None, cwd: str | None,
-        env: Mapping[str, str] | None, timeout: float | None, secrets: Sequence[str],
-        service: str,
-    ) -> Result:
-        """run() without standard input, on the event loop's own readers: the two output
-        pipes and a pidfd for the exit. Same process (vfork, own process group, clean
-        environment) and the same outcome as asyncio's subprocess machinery, with a
-        fraction of its objects, callbacks and loop iterations per command: most of what
-        pgod itself spends on a reconcile pass (bench/scale)."""
-        full, kwargs = self._command(argv, as_user, cwd, secrets)
+        """Run argv to its end and collect its output (see the module's docstring for
+        failures). The output pipes and the exit are watched by the event loop's own
+        readers, with a fraction of the objects, callbacks and loop iterations of asyncio's
+        subprocess machinery per command: most of what pgod itself spends on a reconcile
+        pass (bench/scale)."""
         loop = asyncio.get_running_loop()
-        out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        pidfd = -1
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         watched: list[int] = []
+        child: _Child | None = None
         try:
-            try:
-                # pgod reads its ends without blocking; the child gets blocking ones
-                os.set_blocking(out_w, True)
-                os.set_blocking(err_w, True)
-                proc = subprocess.Popen(  # noqa: ASYNC220 - returns once the child exec()ed
-                    full, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                    cwd=cwd or "/", env=build_env(as_user, env), process_group=0,
-                    **kwargs)  # type: ignore[call-overload,unused-ignore]
-            finally:
-                os.close(out_w)
-                os.close(err_w)
-            pidfd = os.pidfd_open(proc.pid)
+            os.set_blocking(out_r, False)  # pgod reads its ends without blocking
+            os.set_blocking(err_r, False)
+            ends, out_w, err_w = (out_w, err_w), -1, -1  # start() closes them, come what may
+            child = _Child.start(argv, as_user=as_user, cwd=cwd, env=env, secrets=secrets,
+                                 stdin=stdin, stdout=ends[0], stderr=ends[1],
+                                 pidfd=self.pidfd)
             chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-            open_fds = {out_r, err_r, pidfd}
+            pidfd = child.pidfd
+            open_fds = {out_r, err_r} | ({pidfd} if pidfd >= 0 else set())
             finished = loop.create_future()
 
             def readable(fd: int) -> None:
@@ -228,30 +321,34 @@ class Runner:
                 if not open_fds and not finished.done():
                     finished.set_result(None)
 
-            for fd in (out_r, err_r, pidfd):
+            for fd in list(open_fds):
                 loop.add_reader(fd, readable, fd)
                 watched.append(fd)
             try:
                 async with asyncio.timeout(timeout):
                     await finished
+                    rc = await child.exited()  # (at once when the pidfd said so)
             except TimeoutError:
-                await _end_group(proc, pidfd)
+                await child.end_group()
                 self._observe(service, argv, -1)
-                return Result(tuple(argv), -1, b"",
-                              f"timed out after {timeout:g}s\n".encode())
+                res = Result(tuple(argv), -1, b"", f"timed out after {timeout:g}s\n".encode(),
+                             timed_out=True)
+                return res.check(what, secrets) if check else res
             except BaseException:
-                await _end_group(proc, pidfd)
+                await child.end_group()
                 self._observe(service, argv, -1)
                 raise
-            rc = proc.wait()  # exited: the pidfd said so
         finally:
             for fd in watched:
                 loop.remove_reader(fd)
-            for fd in (out_r, err_r, pidfd):
+            for fd in (out_r, err_r, out_w, err_w):
                 if fd >= 0:
                     os.close(fd)
+            if child is not None:
+                child.close()
         self._observe(service, argv, rc)
-        return Result(tuple(argv), rc, b"".join(chunks[out_r]), b"".join(chunks[err_r]))
+        res = Result(tuple(argv), rc, b"".join(chunks[out_r]), b"".join(chunks[err_r]))
+        return res.check(what, secrets) if check else res
 
     async def stream(
         self, argv: Sequence[str], *, stdout: Sink, stderr: Sink,
@@ -259,67 +356,43 @@ class Runner:
         env: Mapping[str, str] | None = None, stdin: bytes | None = None,
         secrets: Sequence[str] = (), service: str = "",
     ) -> int:
-        """Run argv, handing its output to the sinks as it comes. Cancelling ends the
-        process group."""
-        proc = await self._spawn(argv, as_user, cwd, env, stdin is not None, secrets)
+        """Run argv, handing its output to the sinks as it comes (a slow sink slows the
+        program down, it does not pile output up in pgod); its exit status. Cancelling
+        ends the process group."""
+        loop = asyncio.get_running_loop()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            child = _Child.start(argv, as_user=as_user, cwd=cwd, env=env, secrets=secrets,
+                                 stdin=stdin, stdout=out_w, stderr=err_w, pidfd=self.pidfd)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        pipes: list[IO[bytes]] = [os.fdopen(out_r, "rb", buffering=0),
+                                  os.fdopen(err_r, "rb", buffering=0)]
+        transports: list[asyncio.BaseTransport] = []
 
-        async def pump(reader: asyncio.StreamReader | None, sink: Sink) -> None:
-            if reader is None:
-                return
+        async def pump(pipe: IO[bytes], sink: Sink) -> None:
+            reader = asyncio.StreamReader(loop=loop)
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+            transports.append(transport)
             while chunk := await reader.read(65536):
                 await sink(chunk)
 
         try:
-            if stdin is not None and proc.stdin is not None:
-                proc.stdin.write(stdin)
-                await proc.stdin.drain()
-                proc.stdin.close()
-            await asyncio.gather(pump(proc.stdout, stdout), pump(proc.stderr, stderr))
-            rc = await proc.wait()
+            await asyncio.gather(pump(pipes[0], stdout), pump(pipes[1], stderr))
+            rc = await child.exited()
         except BaseException:
-            await terminate(proc)
+            await child.end_group()
             self._observe(service, argv, -1)
             raise
+        finally:
+            for transport in transports:
+                transport.close()
+            for pipe in pipes:
+                pipe.close()  # (idempotent: a transport may have closed it)
+            child.close()
         self._observe(service, argv, rc)
         return rc
-
-
-async def _end_group(proc: subprocess.Popen[bytes], pidfd: int) -> None:
-    """terminate() for a process started by _run_pidfd: SIGTERM to its group, a grace
-    period, SIGKILL; always reaped."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def on_exit(f: asyncio.Future[None] = exited) -> None:
-            if not f.done():
-                f.set_result(None)
-
-        loop.add_reader(pidfd, on_exit)
-        try:
-            async with asyncio.timeout(GRACE):
-                await asyncio.shield(exited)
-        except TimeoutError:
-            continue
-        finally:
-            loop.remove_reader(pidfd)
-    proc.wait()
-
-
-async def terminate(proc: asyncio.subprocess.Process) -> None:
-    """End proc's whole process group: SIGTERM, a grace period, then SIGKILL; always reap."""
-    if proc.returncode is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            async with asyncio.timeout(GRACE):
-                await asyncio.shield(proc.wait())
-            return
-        except TimeoutError:
-            continue

@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import shutil
-import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgo import config, metrics, preview
+from pgo import config, metrics, registry
 from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.policy import judge
-from pgo.runner import CommandRunner, RunAs, redact
-from pgo.state import State
+from pgo.runner import CommandRunner, RunAs
+from pgo.state import Outcome, State, Verdict, VerdictKind
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
+# container states in which a container's processes run, or may at any moment
+LIVE = frozenset({"running", "restarting", "paused", "removing"})
 
 
 class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -69,32 +69,6 @@ def compose_env(cfg: config.Service, paths: Paths) -> dict[str, str]:
     return env
 
 
-def forget_logins(docker_config: Path) -> bool:
-    """Remove DOCKER_CONFIG/config.json when it holds registry credentials (`auths`), or
-    can not be read as a plain JSON file; return whether it did. Never follows a symlink."""
-    path = docker_config / "config.json"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        fd = -1  # a symlink or worse: not docker's
-    if fd >= 0:
-        try:
-            raw = os.read(fd, 1 << 20) if stat.S_ISREG(os.fstat(fd).st_mode) else b"x"
-        finally:
-            os.close(fd)
-        try:
-            doc = json.loads(raw)
-            if isinstance(doc, dict) and not doc.get("auths"):
-                return False
-        except ValueError:
-            pass
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return True
-
-
 # A hook run at a point of a service's pass (NFS mount, Caddy import...).
 Hook = Callable[["TrackedService"], Awaitable[None]]
 
@@ -108,18 +82,32 @@ class Hooks:
     after_sync: list[Hook] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Synced:
+    """Where a pass found the checkout after fetching."""
+
+    head: str  # the checkout's commit
+    error: str = ""  # why upstream could not be read ("" when it could)
+    # upstream's commit, refused (or not judged) before it reached the checkout
+    kept_out: Verdict | None = None
+
+
 class TrackedService:
     def __init__(self, cfg: config.Service, paths: Paths, runner: CommandRunner,
                  compose_binary: Sequence[str], *, hooks: Hooks | None = None,
                  as_user: RunAs | None = None, running: RunningProjects | None = None,
-                 fleet: Callable[[], config.Config] | None = None) -> None:
+                 fleet: Callable[[], config.Config] | None = None,
+                 lock: asyncio.Lock | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.paths = paths
         self.runner = runner
+        self.compose_binary = tuple(compose_binary)
         self.hooks = hooks or Hooks()
         self.fleet = fleet  # the whole configuration in force (other services' urls)
-        self.lock = asyncio.Lock()
+        # every pass and every command that changes the project holds it; the daemon owns
+        # it, so that a successor made by a config reload holds the same one
+        self.lock = lock or asyncio.Lock()
         self.log = Logger(logging.getLogger("pgo.service"), {"service": cfg.name})
         self.state = State.load(paths.state(cfg.name))
         self.as_user = as_user or RunAs.lookup(cfg.user, home=self._home())
@@ -128,22 +116,17 @@ class TrackedService:
                                  self.as_user, gitconfig=paths.gitconfig(),
                                  secrets=self.secrets, service=cfg.name,
                                  log=self.log)
-        self.project = Project(cfg.name, paths.checkout(cfg.name), runner, self.as_user,
-                               binary=compose_binary, compose_file=cfg.compose,
-                               env=self.compose_env(), secrets=self.secrets, log=self.log,
-                               running=running)
+        self.project = self.project_in(paths.checkout(cfg.name), running=running)
         self.wake = asyncio.Event()
-        # (commit, kind, reasons): upstream's commit, refused before it reached the checkout
-        self.held_back: tuple[str, str, list[str]] | None = None
         self._saved: dict[str, object] | None = None
         self._stopfile = str(paths.stopfile(cfg.name))
         # Set once this process has reconciled the service: until then the checkout is
         # checked deeply and no model is taken from the cache below.
         self.verified = False
-        # (commit, model, violations) of the last model loaded: the model is a function of
-        # the commit for the lifetime of this object (its config is frozen), so an
-        # unchanged commit is not loaded and judged again every cycle.
-        self._judged: tuple[str, Model | None, list[str]] | None = None
+        # This tracker's verdict on the checkout's commit and the model it judged: the
+        # model is a function of the commit for the lifetime of this object (its config is
+        # frozen), so an unchanged commit is not loaded and judged again every pass.
+        self.judged: tuple[Verdict, Model | None] | None = None
 
     # -- setup -------------------------------------------------------------------------
 
@@ -158,6 +141,14 @@ class TrackedService:
 
     def compose_env(self) -> dict[str, str]:
         return compose_env(self.cfg, self.paths)
+
+    def project_in(self, workdir: Path, running: RunningProjects | None = None) -> Project:
+        """The service's compose project, loaded from `workdir` (the checkout, or a commit
+        checked out beside it to be judged)."""
+        return Project(self.name, workdir, self.runner, self.as_user,
+                       binary=self.compose_binary, compose_file=self.cfg.compose,
+                       env=self.compose_env(), secrets=self.secrets, log=self.log,
+                       running=running)
 
     def prepare(self) -> None:
         """Create the service's directories with the right owners and modes."""
@@ -180,11 +171,10 @@ class TrackedService:
                     raise PgoError(f"{d} is a symlink; refusing to use it")
                 os.chown(d, *owner)
                 os.chmod(d, mode)
-        if forget_logins(self.docker_config()):  # a pgod that died while logged in
+        if registry.forget_logins(self.docker_config()):  # a pgod that died while logged in
             self.log.warning("removed registry credentials left in %s",
                              self.docker_config() / "config.json")
-        for stale in self.paths.private(self.name).glob("next-*"):  # a preview cut short
-            shutil.rmtree(stale, ignore_errors=True)
+        Checkout.clear_worktrees(self.paths.private(self.name))  # a judgement cut short
         gitconfig = self.paths.gitconfig()
         if not gitconfig.exists() or gitconfig.read_text() != GITCONFIG:
             gitconfig.write_text(GITCONFIG)
@@ -205,45 +195,44 @@ class TrackedService:
 
     # -- reconcile ---------------------------------------------------------------------
 
-    async def reconcile(self, reason: str = "poll") -> str:
-        """Bring the service in line with upstream; return the outcome's name."""
+    async def reconcile(self, trigger: str = "poll") -> Outcome:
+        """Bring the service in line with upstream. `trigger`: what asked (poll, start,
+        webhook, pgoctl...), for the log."""
         async with self.lock:
             t0 = time.monotonic()
             try:
-                outcome = await self._converge(reason)
+                outcome = await self._converge(trigger)
                 self.verified = True
             except PgoError as e:
-                outcome = "failed"
+                outcome = Outcome.FAILED
                 self.state.last_error = str(e)
                 self.log.error("%s", e)
             finally:
                 self.state.last_reconcile = time.time()
                 self.save()
-            self.log.debug("reconcile (%s) done: %s in %.3fs", reason, outcome,
+            self.log.debug("reconcile (%s) done: %s in %.3fs", trigger, outcome,
                            time.monotonic() - t0)
             metrics.RECONCILES.labels(self.name, outcome).inc()
             metrics.DURATION.labels(self.name).observe(time.monotonic() - t0)
             return outcome
 
-    async def _sync_checkout(self) -> tuple[str, str | None]:
-        """Clone or fetch and reset to upstream. Return the checkout's HEAD and the error
-        when upstream could not be read (the checkout then stays as it is). While a
-        deployment mounts the checkout, a new commit is judged beside it first and a
-        refused one is held back (self.held_back): it never reaches the checkout."""
-        self.held_back = None
+    async def _sync_checkout(self) -> Synced:
+        """Clone or fetch and reset to upstream. When upstream can not be read the checkout
+        stays as it is. While a deployment mounts the checkout, a new commit is judged
+        beside it first and a refused one is kept out of it (Synced.kept_out)."""
         if await self.checkout.is_healthy(deep=not self.verified):
             try:
                 commit, head = await self.checkout.fetch()
-                if commit != head and await self._hold_back(commit):
-                    return head, None
+                if commit != head and (kept_out := await self._judge_upstream(commit)):
+                    return Synced(head, kept_out=kept_out)
                 if commit != head:
                     self.log.info("upstream moved %s -> %s", head[:8], commit[:8])
                     await self.checkout.reset(commit)
-                return commit, None
+                return Synced(commit)
             except FetchError as e:
                 if not await self.checkout.reachable():
                     self.log.warning("upstream unreachable, keeping what runs: %s", e)
-                    return await self.checkout.head(), str(e)
+                    return Synced(await self.checkout.head(), error=str(e))
                 self.log.warning("checkout can not fetch (%s): cloning it again", e)
             except CommandError as e:
                 self.log.warning("checkout is damaged (%s): cloning it again", e)
@@ -256,107 +245,135 @@ class TrackedService:
         await self.checkout.clone(files=not guarded)
         head = await self.checkout.head()
         if guarded:
-            back = await self._hold_back(head) and self.state.applied_commit
+            kept_out = await self._judge_upstream(head)
+            back = self.state.applied_commit if kept_out else head
             try:
-                await self.checkout.reset(back or head)
+                await self.checkout.reset(back)
             except CommandError as e:  # the applied commit is gone upstream: no files
-                self.log.warning("commit %s held back, and the applied %s is not in the new "
-                                 "clone (%s): the checkout stays empty", head[:8],
-                                 str(back)[:8], e)
-                return head, None
-            if back:
-                return back, None
-        return head, None
+                self.log.warning("commit %s kept out, and the applied %s is not in the new "
+                                 "clone (%s): the checkout stays empty", head[:8], back[:8], e)
+                return Synced(head)
+            if kept_out:
+                return Synced(back, kept_out=kept_out)
+        return Synced(head)
 
-    async def _hold_back(self, commit: str) -> bool:
-        """Judge `commit` beside the checkout (pgo.preview) when containers may mount the
-        checkout; True when it is refused and must not be reset into it."""
+    async def _judge_upstream(self, commit: str) -> Verdict | None:
+        """The verdict on upstream's `commit` before it may reach the checkout, when
+        containers may mount the checkout (judge_commit); None when it may."""
         st = self.state
         if self.cfg.is_root or not st.applied_commit:
-            return False
-        if st.refused_commit == commit and st.violations:
-            self.held_back = (commit, "", list(st.violations))
-            return True  # judged before; retried when upstream changes again
+            return None
+        if st.verdict is not None and st.verdict.refused and st.verdict.commit == commit:
+            return st.verdict  # judged before; retried when upstream changes again
         try:
-            kind, reasons = await preview.violations(self, commit)
-        except (CommandError, OSError) as e:  # could not judge it: hold it back, try again
-            kind, reasons = "unjudged", [str(e)]
-        if reasons:
-            self.held_back = (commit, kind, reasons)
-        return bool(reasons)
+            verdict = await self.judge_commit(commit)
+        except (CommandError, OSError) as e:  # could not judge it: keep it out, try again
+            verdict = Verdict(commit, kind=VerdictKind.UNJUDGED, reasons=(str(e),))
+        return None if verdict.kind is VerdictKind.ACCEPTED else verdict
 
-    async def _converge(self, reason: str) -> str:
+    async def judge_commit(self, commit: str) -> Verdict:
+        """The verdict on `commit`, checked out beside the checkout (Checkout.worktree) and
+        loaded there by the compose tool with the deploy's project name and environment.
+        CommandError or OSError when it can not be checked out or loaded at all."""
+        async with self.checkout.worktree(commit, self.paths.private(self.name)) as tree:
+            try:
+                model = await self.project_in(tree).config()
+            except ComposeError as e:
+                return Verdict(commit, kind=VerdictKind.ERROR, reasons=(str(e),))
+            found = self.violations(model, checkout=tree)
+        return Verdict(commit, kind=VerdictKind.POLICY if found else VerdictKind.ACCEPTED,
+                       reasons=tuple(found))
+
+    async def _judge_checkout(self, head: str) -> tuple[Verdict, Model | None]:
+        """The verdict on the checkout's commit and its model (None: it did not load):
+        this tracker's own when it judged `head` before, else the model is loaded, and
+        judged unless an earlier pgod refused the same model of the same commit."""
+        if self.judged is not None and self.judged[0].commit == head:
+            return self.judged
+        try:
+            model = await self.project.config()
+        except ComposeError as e:
+            self.judged = (Verdict(head, kind=VerdictKind.ERROR, reasons=(str(e),)), None)
+            return self.judged
+        before = self.state.verdict
+        if before is not None and before.refused and before.commit == head \
+                and before.model == model.digest:
+            self.judged = (before, model)  # retried on a new commit
+        else:
+            self.judged = (self._verdict(head, model), model)
+        return self.judged
+
+    def _verdict(self, commit: str, model: Model) -> Verdict:
+        found = self.violations(model)
+        return Verdict(commit, model.digest,
+                       VerdictKind.POLICY if found else VerdictKind.ACCEPTED, tuple(found))
+
+    async def _converge(self, trigger: str) -> Outcome:
         st = self.state
-        head, fetch_error = await self._sync_checkout()
-        st.desired_commit = self.held_back[0] if self.held_back else head
+        sync = await self._sync_checkout()
+        head = sync.head
+        st.desired_commit = sync.kept_out.commit if sync.kept_out else head
 
         if self._stop_file_present():
-            if not st.stopped or await self.project.running():
+            if not st.stop_file or await self.project.running():
                 self.log.info("stop file %s present: downing", self.paths.stopfile(self.name))
                 await self.project.down()
-            st.stopped = True
-            st.last_error = fetch_error or ""
-            return "stopped"
-        if st.stopped:
+            st.stop_file = True
+            st.last_error = sync.error
+            return Outcome.STOP_FILE
+        if st.stop_file:
             self.log.info("stop file gone: bringing the service back")
-            st.stopped = False
+            st.stop_file = False
         for hook in self.hooks.after_sync:
             await hook(self)
-        if st.held:
-            st.last_error = fetch_error or ""
-            return "held"  # by pgoctl down or stop, until up, start or restart
-        if self.held_back is not None:
-            commit, kind, reasons = self.held_back
-            if kind == "unjudged":
-                st.last_error = f"commit {commit[:8]} could not be judged: {reasons[0]}"
-                self.log.warning("%s; keeping what runs, trying again next pass",
-                                 st.last_error)
-                return "failed"
-            if kind:  # newly judged (else: refused before, and still what upstream has)
-                return self._refuse(commit, "", reasons, kind=kind)
-            return "refused"
+        if st.hold:
+            st.last_error = sync.error
+            return Outcome.HELD  # until pgoctl lifts it
+        if sync.kept_out is not None:
+            return self._kept_out(sync.kept_out)
 
-        if self._judged is not None and self._judged[0] == head:
-            _, model, violations = self._judged
-            if violations:
-                return "refused"  # judged before; retried when upstream changes again
-        else:
-            try:
-                model = await self.project.config()
-            except ComposeError as e:
-                self._judged = (head, None, [str(e)])
-                return self._refuse(head, "", [str(e)], kind="error")
-            if st.refused_commit == head and st.refused_model == model.digest:
-                self._judged = (head, model, list(st.violations))
-                return "refused"  # judged by an earlier pgod; retried on a new commit
-            violations = self.violations(model)
-            self._judged = (head, model, violations)
-            if violations:
-                return self._refuse(head, model.digest, violations, kind="policy")
-        assert model is not None  # a model that did not load comes with its error
-        st.refused_commit, st.refused_model, st.violations = "", "", []
+        verdict, model = await self._judge_checkout(head)
+        if verdict.refused:
+            return Outcome.REFUSED if verdict == st.verdict else self._refuse(verdict)
+        assert model is not None  # a model that did not load is refused
+        st.verdict = None
 
         running = await self.project.running()
         if model.digest != st.applied_model:
-            if st.applied_model and not model.reload and running:
-                if not st.pending_reload:
+            if st.applied_model and not model.deploys_changes and running:
+                if not st.awaiting_up:
                     self.log.info("commit %s taken; x-pgo reload is false, so the change waits "
                                   "for a manual up", head[:8])
-                st.pending_reload = True
-                st.last_error = fetch_error or ""
-                return "pending"
-            self.log.info("deploying commit %s (%s%s)", head[:8], reason,
+                st.awaiting_up = True
+                st.last_error = sync.error
+                return Outcome.PENDING
+            self.log.info("deploying commit %s (%s%s)", head[:8], trigger,
                           "" if model.down_first else ", in place: x-pgo down is false")
             await self._deploy(model, head, restart=running and bool(st.applied_model))
-            st.last_error = fetch_error or ""
-            return "deployed"
+            st.last_error = sync.error
+            return Outcome.DEPLOYED
+        if not self.verified and running:
+            # the first pass of this pgod: a stray a pgod from before this check left
+            await self._remove_strays(model, None, stop_changed=False)
         if not running:
             self.log.info("not running: bringing up commit %s", head[:8])
             await self._deploy(model, head, restart=False)
-            st.last_error = fetch_error or ""
-            return "started"
-        st.last_error = fetch_error or ""
-        return "unchanged"
+            st.last_error = sync.error
+            return Outcome.STARTED
+        st.last_error = sync.error
+        return Outcome.UNCHANGED
+
+    def _kept_out(self, verdict: Verdict) -> Outcome:
+        """A pass whose upstream commit did not reach the checkout."""
+        if verdict.kind is VerdictKind.UNJUDGED:
+            self.state.last_error = (f"commit {verdict.commit[:8]} could not be judged: "
+                                     f"{verdict.reasons[0]}")
+            self.log.warning("%s; keeping what runs, trying again next pass",
+                             self.state.last_error)
+            return Outcome.FAILED
+        if verdict == self.state.verdict:
+            return Outcome.REFUSED  # refused before, and still what upstream has
+        return self._refuse(verdict)
 
     def _stop_file_present(self) -> bool:
         return os.path.exists(self._stopfile)  # one stat, checked on every pass
@@ -369,49 +386,54 @@ class TrackedService:
                       routes)
         return [str(v) for v in found]
 
-    def _refuse(self, head: str, digest: str, reasons: list[str], *, kind: str) -> str:
+    def _refuse(self, verdict: Verdict) -> Outcome:
+        """Record and log a refusal reached just now."""
         st = self.state
-        st.refused_commit, st.refused_model, st.violations = head, digest, reasons
-        st.last_error = f"commit {head[:8]} refused: " + "; ".join(reasons)
-        for r in reasons:
-            self.log.error("commit %s refused (%s): %s", head[:8], kind, r)
-        if kind == "policy":
+        st.verdict = verdict
+        st.last_error = verdict.summary()
+        for r in verdict.reasons:
+            self.log.error("commit %s refused (%s): %s", verdict.commit[:8], verdict.kind, r)
+        if verdict.kind is VerdictKind.POLICY:
             metrics.REFUSALS.labels(self.name).inc()
-        return "refused"
+        return Outcome.REFUSED
 
     async def _deploy(self, model: Model, head: str, *, restart: bool) -> None:
         """Bring up `model` and record it. With `restart` (the model changed since it was
         last brought up) the project is downed first, as the original pgo does, unless the
         model says `x-pgo: {down: false}` (then `up` recreates only what changed); everything
         that can fail without touching what runs (pull, build, missing images) is done
-        before the down, so a bad push does not take the service down."""
+        before the down, so a bad push does not take the service down. Before the up, no
+        container outside the model is left (_remove_strays) and the model is judged once
+        more on real paths."""
         for hook in self.hooks.before_up:
             await hook(self)
-        async with self.registries():
-            try:
-                await self.project.pull()
-            except CommandError as e:  # e.g. an image that exists only locally
-                self.log.warning("pull: %s (going on with the images on this machine)", e)
-            if any(isinstance(s, dict) and s.get("build")
-                   for s in (model.data.get("services") or {}).values()):
-                await self.project.build()
-            missing = await self.project.missing_images(model)
-            if missing:
-                raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
-                                   + ", ".join(missing))
-            if restart and model.down_first:
-                await self.project.down()
-            # Real paths again, now that no container of the old deployment runs: one may
-            # have left a symlink in the data directory since the commit was judged.
-            late = self.violations(model)
-            if late:
-                self._judged = (head, model, late)
-                self._refuse(head, model.digest, late, kind="policy")
-                raise PolicyRefusal(late)
-            await self.project.up()
+        in_place = restart and not model.down_first and not self.cfg.is_root
+        # (what `config --hash` says is needed in place, where containers of the old
+        # deployment run on: asked beside the pull rather than after it)
+        hashes = asyncio.create_task(self.project.config_hashes()) if in_place else None
+        try:
+            async with self.registries():
+                await self._prepare_images(model, head)
+                if restart and model.down_first:
+                    await self.project.down()
+                await self._remove_strays(model, hashes)
+                # Real paths again, now that no container outside the judged model runs:
+                # one may have left a symlink in the data directory since the commit was
+                # judged, and none is left that could make one before the up.
+                late = self._verdict(head, model)
+                if late.refused:
+                    self.judged = (late, model)
+                    self._refuse(late)
+                    raise PolicyRefusal(list(late.reasons))
+                await self.project.up()
+        finally:
+            if hashes is not None:  # (not needed after all, or the deploy failed first)
+                hashes.cancel()
+                with contextlib.suppress(asyncio.CancelledError, PgoError, OSError):
+                    await hashes
         st = self.state
         st.applied_commit, st.applied_model, st.applied_at = head, model.digest, time.time()
-        st.pending_reload = False
+        st.awaiting_up = False
         self.save()
         with contextlib.suppress(PgoError, ValueError):
             metrics.APPLIED_TIME.labels(self.name).set(await self.checkout.commit_time(head))
@@ -419,67 +441,74 @@ class TrackedService:
         for hook in self.hooks.after_deploy:
             await hook(self)
 
+    async def _prepare_images(self, model: Model, head: str) -> None:
+        """Pull and build what the model runs; ComposeError when an image is missing."""
+        try:
+            await self.project.pull()
+        except CommandError as e:  # e.g. an image that exists only locally
+            self.log.warning("pull: %s (going on with the images on this machine)", e)
+        if any(isinstance(s, dict) and s.get("build")
+               for s in (model.data.get("services") or {}).values()):
+            await self.project.build()
+        missing = await self.project.missing_images(model)
+        if missing:
+            raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
+                               + ", ".join(missing))
+
+    async def _remove_strays(self, model: Model, hashes: asyncio.Task[dict[str, str]] | None,
+                             *, stop_changed: bool = True) -> None:
+        """Nothing outside the judged model survives a deploy, nor runs at its up. Before
+        the up, a container of a compose service the model does not have (one moved into a
+        profile is left out of the model, yet `up --remove-orphans` keeps it) is stopped
+        and removed, in any state; a running one whose configuration is not the model's
+        (in place, the old deployment's: until `up` replaces it, it could still write
+        where the new model mounts) is stopped, and `up` replaces it (not with
+        `stop_changed` false). `hashes`: the model's configuration hashes, when already
+        asked for. (A root service, which the policy does not judge, keeps compose's own
+        behaviour.)"""
+        if self.cfg.is_root:
+            return
+        services = model.data.get("services") or {}
+        containers = await self.project.containers()
+        strays = [c for c in containers if c.service not in services]
+        live = [c for c in containers if c.service in services and c.state in LIVE]
+        changed = []
+        if live and stop_changed:
+            want = await (hashes if hashes is not None else self.project.config_hashes())
+            changed = [c for c in live if c.config_hash != want.get(c.service)]
+        for c in strays:
+            self.log.info("removing container %s (%s, %s): not in the model",
+                          c.name or c.id[:12], c.service or "no compose service", c.state)
+        for c in changed:
+            self.log.info("stopping container %s (%s): its configuration is not the model's",
+                          c.name or c.id[:12], c.service)
+        await self.project.retire(
+            stop=[c.id for c in [*strays, *changed] if c.state in LIVE],
+            remove=[c.id for c in strays])
+
     async def apply(self) -> None:
-        """Manual `up`: judge the current checkout and bring it up (takes a waiting change)."""
+        """Manual up: judge the current checkout and bring it up (takes a waiting change,
+        lifts a hold)."""
         async with self.lock:
             head = await self.checkout.head()
             model = await self.project.config()
-            violations = self.violations(model)
-            self._judged = (head, model, violations)
-            if violations:
-                self._refuse(head, model.digest, violations, kind="policy")
+            verdict = self._verdict(head, model)
+            self.judged = (verdict, model)
+            if verdict.refused:
+                self._refuse(verdict)
                 self.save()
-                raise ComposeError(f"commit {head[:8]} refused: " + "; ".join(violations))
+                raise ComposeError(verdict.summary())
+            if self.state.verdict is not None and self.state.verdict.commit == head:
+                self.state.verdict = None
             self.log.info("bringing up commit %s (manual up)", head[:8])
-            self.state.held = ""
+            self.state.hold = None
             changed = model.digest != self.state.applied_model
             await self._deploy(model, head,
                                restart=changed and await self.project.running())
 
-    @contextlib.asynccontextmanager
-    async def registries(self) -> AsyncIterator[None]:
-        """Logged in to the service's registries for the duration, logged out after.
-
-        Each service has its own DOCKER_CONFIG, so two services with different credentials
-        for one registry never see each other's login. The token goes to `docker login` on
-        its standard input (never on a command line, never in a log line); after the logout
-        no credential is left in the service's config.json, even when a logout failed."""
-        if not self.cfg.registries:
-            yield
-            return
-        done = []
-        try:
-            for reg in self.cfg.registries:
-                what = f"docker login {reg.host} (user {reg.user})"
-                done.append(reg)
-                try:
-                    res = await self.runner.run(
-                        ["docker", "login", "--username", reg.user, "--password-stdin",
-                         reg.host], as_user=self.as_user, env=self.project.env,
-                        stdin=reg.token.encode(), timeout=120, secrets=self.secrets,
-                        service=self.name)
-                except TimeoutError:
-                    raise CommandError(what, -1, "no answer within 120s") from None
-                if res.returncode != 0:
-                    raise CommandError(what, res.returncode, redact(res.output, self.secrets))
-            yield
-        finally:
-            for reg in done:
-                try:
-                    res = await self.runner.run(
-                        ["docker", "logout", reg.host], as_user=self.as_user,
-                        env=self.project.env, timeout=60, secrets=self.secrets,
-                        service=self.name)
-                except TimeoutError:
-                    self.log.warning("docker logout %s: no answer within 60s", reg.host)
-                    continue
-                if res.returncode != 0:
-                    self.log.warning("%s", CommandError(f"docker logout {reg.host}",
-                                     res.returncode, redact(res.output, self.secrets)))
-            if forget_logins(self.docker_config()):
-                self.log.warning("registry credentials were left in %s after the logout; "
-                                 "removed them", self.docker_config() / "config.json")
-
-    async def down(self) -> None:
-        async with self.lock:
-            await self.project.down()
+    def registries(self) -> AbstractAsyncContextManager[None]:
+        """Logged in to the service's registries for the duration, logged out after
+        (pgo.registry)."""
+        return registry.logged_in(self.runner, self.cfg.registries, as_user=self.as_user,
+                                  env=self.project.env, docker_config=self.docker_config(),
+                                  secrets=self.secrets, service=self.name, log=self.log)

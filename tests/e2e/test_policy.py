@@ -39,9 +39,10 @@ def test_violating_push_is_refused_and_old_containers_keep_running(
     line = pgod.wait_log(rf"\[{name}\] commit {bad[:8]} refused \(policy\)")
     # the log names the commit, the compose service and the rule
     assert "compose service web: privileged" in line and "[own-privileges]" in line, line
-    state = h.wait_until(lambda: (s := pgod.state(name)).get("refused_commit") == bad and s,
-                         what="the refusal in the state")
-    assert any("privileged" in v for v in state["violations"]), state
+    state = h.wait_until(lambda: (s := pgod.state(name)).get("verdict")
+                         and s["verdict"]["commit"] == bad and s, what="the refusal in the state")
+    assert state["verdict"]["kind"] == "policy", state
+    assert any("privileged" in v for v in state["verdict"]["reasons"]), state
     assert state["applied_commit"] == good
     # the refused commit never reaches the checkout the running containers mount
     assert h.checkout_head(pgod.dir / name) == good
@@ -57,7 +58,7 @@ def test_violating_push_is_refused_and_old_containers_keep_running(
     pgod.wait_log(rf"\[{name}\] deploying commit {fixed[:8]}")
     h.wait_until(lambda: pgod.state(name).get("applied_commit") == fixed, what="applied")
     state = pgod.state(name)
-    assert state["violations"] == [] and state["refused_commit"] == ""
+    assert state["verdict"] is None
 
 
 def test_refused_first_deployment_starts_nothing(
@@ -72,7 +73,7 @@ def test_refused_first_deployment_starts_nothing(
     h.next_cycle(pgod, name)
     assert h.containers(name, all=True) == []
     state = pgod.state(name)
-    assert state["applied_commit"] == "" and state["refused_commit"] == bad
+    assert state["applied_commit"] == "" and state["verdict"]["commit"] == bad
 
 
 # -- pgod check --service ---------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_reload_false_takes_commit_but_waits_for_manual_up(base, upstream, proje
     commit = upstream.commit("v3")
     pgod.wait_log(rf"\[{name}\] commit {commit[:8]} taken; x-pgo reload is false")
     assert h.container_ids(name) == first
-    h.wait_until(lambda: pgod.state(name).get("pending_reload") is True, what="pending state")
+    h.wait_until(lambda: pgod.state(name).get("awaiting_up") is True, what="pending state")
     assert h.checkout_head(pgod.dir / name) == commit
 
 
@@ -135,7 +135,8 @@ def test_stop_file_downs_and_removal_brings_back(base, upstream, projects, pgods
     pgod.stopfile(name).touch()
     pgod.wait_log(rf"\[{name}\] stop file .* present: downing")
     h.wait_until(lambda: not h.container_ids(name), what="the project to be down")
-    h.wait_until(lambda: pgod.state(name).get("stopped") is True, what="state: stopped")
+    h.wait_until(lambda: pgod.state(name).get("stop_file") is True,
+                 what="state: the stop file")
     pgod.stopfile(name).unlink()
     pgod.wait_log(rf"\[{name}\] stop file gone")
     h.wait_until(lambda: h.container_ids(name), what="the project to come back")

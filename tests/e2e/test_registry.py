@@ -212,10 +212,12 @@ class Recording:
     async def run(self, argv: Sequence[str], *, as_user: RunAs | None = None,
                   cwd: str | None = None, env: Mapping[str, str] | None = None,
                   stdin: bytes | None = None, timeout: float | None = None,
-                  secrets: Sequence[str] = (), service: str = "") -> Result:
+                  secrets: Sequence[str] = (), service: str = "", check: bool = False,
+                  what: str = "") -> Result:
         self.note(argv, env)
         return await self.real.run(argv, as_user=as_user, cwd=cwd, env=env, stdin=stdin,
-                                   timeout=timeout, secrets=secrets, service=service)
+                                   timeout=timeout, secrets=secrets, service=service,
+                                   check=check, what=what)
 
     async def stream(self, argv: Sequence[str], *, stdout: Sink, stderr: Sink,
                      as_user: RunAs | None = None, cwd: str | None = None,

@@ -15,7 +15,8 @@ import pytest
 from pgo import caddy, config
 from pgo.errors import PgoError
 from pgo.service import Hooks, TrackedService
-from tests.unit.test_nfs import ROOTFS, FakeRunner, tracked
+from tests.unit.fakes import FakeRunner
+from tests.unit.test_nfs import MODEL, ROOTFS, tracked
 
 UID, GID = 4242, 4343
 
@@ -127,7 +128,9 @@ def test_paths_out_of_the_checkout_are_refused(checkout: Path, bad: str) -> None
 def fake(tmp_path: Path) -> FakeRunner:
     info = tmp_path / "mountinfo"
     info.write_text(ROOTFS)
-    return FakeRunner(info)
+    fake = FakeRunner(info)
+    fake.push(MODEL)
+    return fake
 
 
 RELOAD = "localhost:proxy//exec caddy reload --config /etc/caddy/Caddyfile"

@@ -38,7 +38,7 @@ class Service:
         self.name = "web"
         self.lock = asyncio.Lock()
         self.project = Project()
-        self.state = SimpleNamespace(held="")
+        self.state = SimpleNamespace(hold=None)
         self.checkout = SimpleNamespace(head=self.head)
         self.saved = 0
 

@@ -67,7 +67,7 @@ def test_v2_model_is_read_as_json_and_known_by_the_yaml_text(tmp_path: Path) -> 
     fake = Compose()
     model = load(fake, tmp_path)
     assert model.data == MODEL and model.text == fake.printed
-    assert model.reload and not model.down_first
+    assert model.deploys_changes and not model.down_first
     assert not any(c[0] == sys.executable for c in fake.calls)  # no YAML read at all
     # compose v2 can not print every model as JSON: then its YAML, read by the child
     fake = Compose(as_json=None)

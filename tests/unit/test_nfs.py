@@ -9,125 +9,21 @@ file the way the kernel would. What is proven is what pgod asks for, and in what
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pgo import config
 from pgo.daemon import Daemon, Options
 from pgo.errors import PgoError
 from pgo.nfs import Export, Mount, Mounts, mount_argv, mounted_at, parse_mountinfo, parse_url
-from pgo.runner import Result, RunAs, Sink
+from pgo.runner import RunAs
 from pgo.service import Hooks, Paths, TrackedService
+from tests.unit.fakes import FakeRunner
 
-HEAD = "a" * 40
-MODEL = "name: svc\nservices:\n  web:\n    image: local/busybox:1\n"
+MODEL = {"services": {"web": {"image": "local/busybox:1"}}}
 ROOTFS = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
-
-
-@dataclass
-class Call:
-    argv: list[str]
-    as_user: RunAs | None
-    env: dict[str, str]
-    stdin: bytes | None
-
-    @property
-    def kind(self) -> str:
-        return kind(self.argv)
-
-
-def kind(argv: Sequence[str]) -> str:
-    """"git clone", "compose up", "docker login", "mount"... of a command line."""
-    if argv[0].endswith("/prlimit"):  # compose config runs under a memory limit
-        argv = argv[list(argv).index("--") + 1:]
-    if argv[0] == "git":
-        return f"git {argv[1]}"
-    if list(argv[:2]) == ["docker", "compose"]:
-        i = 2
-        while argv[i].startswith("--"):
-            i += 2
-        return f"compose {argv[i]}"
-    if argv[0] == "docker":
-        return f"docker {argv[1]}"
-    return argv[0]
-
-
-def mountinfo_path(path: str) -> str:
-    return path.replace("\\", "\\134").replace(" ", "\\040")
-
-
-@dataclass
-class FakeRunner:
-    """Records every command; answers like git, docker compose and mount(8) would."""
-
-    mountinfo: Path
-    calls: list[Call] = field(default_factory=list)
-    running: set[str] = field(default_factory=set)
-    fail: dict[str, tuple[int, str]] = field(default_factory=dict)  # kind -> (rc, output)
-
-    def kinds(self) -> list[str]:
-        return [c.kind for c in self.calls]
-
-    def answer(self, argv: list[str], cwd: str | None) -> tuple[int, bytes]:
-        k = kind(argv)
-        if k in self.fail:
-            rc, out = self.fail[k]
-            return rc, out.encode()
-        if k == "git clone":
-            work = Path(cwd or ".")
-            (work / ".git" / "refs" / "remotes" / "origin").mkdir(parents=True)
-            (work / ".git" / "HEAD").write_text(HEAD + "\n")
-            (work / ".git" / "refs" / "remotes" / "origin" / "main").write_text(HEAD + "\n")
-            (work / "compose.yaml").write_text(MODEL)
-        elif k == "git rev-parse":
-            return 0, f"{HEAD}\n".encode()
-        elif k == "git show":
-            return 0, b"0\n"
-        elif k == "compose config" and "--format" in argv:
-            return 0, json.dumps(yaml.safe_load(MODEL)).encode()  # as --format json
-        elif k == "compose config":
-            return 0, MODEL.encode()
-        elif k == "compose up":
-            self.running.add(argv[argv.index("--project-name") + 1])
-        elif k == "compose down":
-            self.running.discard(argv[argv.index("--project-name") + 1])
-        elif k == "docker ps":
-            return 0, "\n".join(sorted(self.running)).encode()
-        elif k == "mount":
-            target = mountinfo_path(os.path.realpath(argv[-1]))
-            with self.mountinfo.open("a") as f:
-                f.write(f"99 22 0:99 / {target} rw,nosuid,relatime shared:9 - nfs4 {argv[-2]} "
-                        "rw,vers=4.2,hard\n")
-        elif k == "umount":
-            target = mountinfo_path(os.path.realpath(argv[-1]))
-            lines = self.mountinfo.read_text().splitlines(keepends=True)
-            self.mountinfo.write_text("".join(ln for ln in lines
-                                              if ln.split(" ")[4] != target))
-        return 0, b""
-
-    async def run(self, argv: Sequence[str], *, as_user: RunAs | None = None,
-                  cwd: str | None = None, env: Mapping[str, str] | None = None,
-                  stdin: bytes | None = None, timeout: float | None = None,
-                  secrets: Sequence[str] = (), service: str = "") -> Result:
-        self.calls.append(Call(list(argv), as_user, dict(env or {}), stdin))
-        rc, out = self.answer(list(argv), cwd)
-        return Result(tuple(argv), rc, out, b"")
-
-    async def stream(self, argv: Sequence[str], *, stdout: Sink, stderr: Sink,
-                     as_user: RunAs | None = None, cwd: str | None = None,
-                     env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-                     secrets: Sequence[str] = (), service: str = "") -> int:
-        self.calls.append(Call(list(argv), as_user, dict(env or {}), stdin))
-        rc, out = self.answer(list(argv), cwd)
-        if out:
-            await (stdout if rc == 0 else stderr)(out)
-        return rc
 
 
 def root_user(home: Path) -> RunAs:
@@ -147,7 +43,9 @@ def tracked(tmp: Path, runner: FakeRunner, hooks: Hooks, **kw: object) -> Tracke
 def fake(tmp_path: Path) -> FakeRunner:
     info = tmp_path / "mountinfo"
     info.write_text(ROOTFS)
-    return FakeRunner(info)
+    fake = FakeRunner(info)
+    fake.push(MODEL)
+    return fake
 
 
 # -- pure ---------------------------------------------------------------------------------
@@ -204,11 +102,11 @@ def test_mounted_before_the_first_up_and_never_twice(tmp_path: Path, fake: FakeR
     assert call.as_user is None  # as root
 
     # brought up again (its containers went away), and by a new pgod: no second mount
-    fake.running.clear()
+    fake.containers.clear()
     assert asyncio.run(svc.reconcile()) == "started"
     again = tracked(tmp_path, fake, Hooks(before_up=[Mounts(fake, fake.mountinfo).ensure]),
                     mount="nfs://files.example.org/export/svc")
-    fake.running.clear()
+    fake.containers.clear()
     assert asyncio.run(again.reconcile()) == "started"
     assert fake.kinds().count("mount") == 1
     assert fake.kinds().count("compose up") == 3

@@ -26,7 +26,8 @@ class PsRunner:
     async def run(self, argv: Sequence[str], *, as_user: RunAs | None = None,
                   cwd: str | None = None, env: Mapping[str, str] | None = None,
                   stdin: bytes | None = None, timeout: float | None = None,
-                  secrets: Sequence[str] = (), service: str = "") -> Result:
+                  secrets: Sequence[str] = (), service: str = "", check: bool = False,
+                  what: str = "") -> Result:
         self.calls.append(list(argv))
         return Result(tuple(argv), 0, "\n".join(self.names).encode(), b"")
 
