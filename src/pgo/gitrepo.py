@@ -89,12 +89,38 @@ class Checkout:
 
     async def clone(self, *, files: bool = True) -> None:
         """(Re-)clone into an emptied checkout directory; without `files`, check nothing
-        out yet (the commit is judged before it reaches the working tree)."""
+        out yet (the commit is judged before it reaches the working tree), and keep the
+        working tree that is there: only the repository is made anew."""
+        if not files and self.path.is_dir() and not self.path.is_symlink():
+            await self._replace_repository()
+            return
         if self.path.exists():
             shutil.rmtree(self.path)
         self.prepare_dir()
         await self._git("clone", "--quiet", "--single-branch", "--branch", self.branch,
                         *(() if files else ("--no-checkout",)), "--", self.url, ".")
+
+    async def _replace_repository(self) -> None:
+        """A new clone's `.git` in place of the checkout's, the working tree left as it is.
+        Running containers may mount directories of the checkout: were the tree removed,
+        dockerd would make a missing bind source again (as root, when a container restarts)
+        before the applied commit's files are back, and the reset could not write there."""
+        scratch = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.clone-",
+                                        dir=self.path.parent))
+        try:
+            if os.geteuid() == 0:
+                os.chown(scratch, self.as_user.uid, self.as_user.gid)
+            argv = ("clone", "--quiet", "--single-branch", "--branch", self.branch,
+                    "--no-checkout", "--", self.url, str(scratch))
+            await self._git(*argv)
+            old = self.path / ".git"
+            if old.is_symlink() or old.is_file():
+                old.unlink()
+            elif old.exists():
+                shutil.rmtree(old)
+            os.rename(scratch / ".git", old)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     async def fetch(self) -> tuple[str, str]:
         """Fetch the tracked branch (forced: upstream may rewrite history).
