@@ -26,12 +26,12 @@ BIN = Path(sys.executable).parent
 PGOD = str(BIN / "pgod")
 PGOCTL = str(BIN / "pgoctl")
 USER = "pgo-e2e"  # the unprivileged service user the tests run compose as
-IMAGE = "local/busybox:1"
+IMAGE = "pgoimg/busybox:1"
 
 WEB = """\
 services:
   web:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     expose: ["8080"]

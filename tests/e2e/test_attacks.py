@@ -177,7 +177,7 @@ def test_sessions_on_one_connection_are_limited(
 CONF_RO = """\
 services:
   web:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     restart: always
     command: ["sh", "-c", "sleep 1; exit 1"]

@@ -1,4 +1,4 @@
-"""The Caddy import end to end: a real Caddy (Debian's binary in local/caddy:1, built by
+"""The Caddy import end to end: a real Caddy (Debian's binary in pgoimg/caddy:1, built by
 tests/images.sh) in a root pgo service that imports the snippet pgod writes into its
 checkout, and a team's busybox httpd routed by `urls`, both on a shared external network.
 
@@ -29,7 +29,7 @@ def caddy_compose(network: str, name: str) -> str:
     return f"""\
 services:
   {name}:
-    image: local/caddy:1
+    image: pgoimg/caddy:1
     command: ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
     volumes:
       - ./caddy:/etc/caddy:ro
@@ -82,8 +82,8 @@ def routed(network: str, project: str, site: str, timeout: float = 90) -> None:
 
 
 def test_caddy_routes_urls_and_follows_a_config_reload(base, projects, pgods):
-    assert h.run("docker", "image", "inspect", "local/caddy:1", check=False).returncode == 0, \
-        "local/caddy:1 is missing: install Debian's caddy and run tests/images.sh"
+    assert h.run("docker", "image", "inspect", "pgoimg/caddy:1", check=False).returncode == 0, \
+        "pgoimg/caddy:1 is missing: install Debian's caddy and run tests/images.sh"
     network = h.unique("reverseproxy-")
     proxy, web = h.unique("cd"), h.unique("web")
     projects += [proxy, web]

@@ -18,14 +18,14 @@ from tests.e2e import harness as h
 MODEL = """\
 services:
   web:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/"]
     stop_grace_period: 1s
   migrate:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     command: ["true"]
   app:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     command: ["sleep", "3600"]
     stop_grace_period: 1s
     depends_on:

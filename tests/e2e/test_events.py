@@ -29,7 +29,7 @@ CAPTURE = Path(__file__).resolve().parents[1] / "testdata" / "engine-events.http
 PROJECT = """\
 services:
   web:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/"]
     stop_grace_period: 1s
     healthcheck:
@@ -37,7 +37,7 @@ services:
       interval: 1s
       retries: 1
   job:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     command: ["true"]
 """
 

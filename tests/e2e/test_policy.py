@@ -104,8 +104,8 @@ def checkdirs(base: Path) -> tuple[Path, Path, Path]:
     (bad / "compose.yaml").write_text(
         h.WEB + '    volumes: ["./etc:/host-etc:ro"]\n    privileged: true\n'
         "    env_file: [./etc/passwd]\n"
-        "  side:\n    image: local/busybox:1\n    network_mode: host\n"
-        "    build: {context: ./conf, dockerfile_inline: 'FROM local/busybox:1'}\n")
+        "  side:\n    image: pgoimg/busybox:1\n    network_mode: host\n"
+        "    build: {context: ./conf, dockerfile_inline: 'FROM pgoimg/busybox:1'}\n")
     for p in (base, good, bad, good / "conf", bad / "conf", cfg):
         os.chmod(p, 0o755)
     return cfg, good, bad
@@ -133,7 +133,7 @@ def test_check_refuses_with_one_line_per_violation(checkdirs: tuple[Path, Path, 
     # that would replace the machine's base image
     assert re.search(r"compose service web: env_file \S+/bad/etc/passwd \(really "
                      r"/etc/passwd\) is outside", text), text
-    assert "compose service side: build writes image local/busybox:1, not a name" in text
+    assert "compose service side: build writes image pgoimg/busybox:1, not a name" in text
 
 
 def test_check_refuses_a_name_another_services_urls_route_to(

@@ -85,7 +85,7 @@ def test_down_false_recreates_only_what_changed(base, upstream, projects, pgods)
     not change keeps its container, the one that did is recreated, a removed one goes."""
     name = h.unique()
     projects.append(name)
-    side = "  side:\n    image: local/busybox:1\n    pull_policy: if_not_present\n" \
+    side = "  side:\n    image: pgoimg/busybox:1\n    pull_policy: if_not_present\n" \
            "    command: [sleep, '3600']\n"
     upstream.write("compose.yaml", h.WEB + side + side.replace("side", "gone")
                    + "x-pgo:\n  down: false\n")
@@ -221,7 +221,7 @@ def test_push_with_missing_image_keeps_old_containers(base, upstream, projects, 
     pgod = start(base, pgods, [service(name, upstream)])
     first = h.wait_until(lambda: h.container_ids(name), what="first deploy")
     pgod.wait_log(rf"\[{name}\] deploying commit")
-    upstream.write("compose.yaml", h.WEB.replace("local/busybox:1", "local/nonexistent:9"))
+    upstream.write("compose.yaml", h.WEB.replace("pgoimg/busybox:1", "local/nonexistent:9"))
     commit = upstream.commit("bad image")
     pgod.wait_log(rf"\[{name}\] .*{commit[:8]}: image\(s\) not available after pull")
     assert h.container_ids(name) == first

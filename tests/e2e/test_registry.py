@@ -88,7 +88,7 @@ def registry(base: Path) -> Iterator[Registry]:
 
 
 def push(reg: Registry, base: Path, tag: str) -> str:
-    """Push local/busybox:1 as root (with a throw-away DOCKER_CONFIG), then remove the
+    """Push pgoimg/busybox:1 as root (with a throw-away DOCKER_CONFIG), then remove the
     tagged copy so that only a pull can bring it back."""
     env = {**os.environ, "DOCKER_CONFIG": str(base / "root-docker")}
     image = reg.image(tag)

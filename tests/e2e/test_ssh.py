@@ -17,7 +17,7 @@ from tests.e2e import harness as h
 
 TICKER = h.WEB + """\
   ticker:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     command: ["sh", "-c", "i=0; while true; do echo tick $$i; i=$$((i+1)); sleep 0.2; done"]
 """
@@ -294,7 +294,7 @@ def test_git_pull_deploys_and_refusals_show(team: Team) -> None:
 def test_read_only_commands_do_not_wait_behind_a_deploy(team: Team) -> None:
     slow = TICKER + """\
   slow:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     command: ["sleep", "3600"]
     healthcheck:
@@ -302,7 +302,7 @@ def test_read_only_commands_do_not_wait_behind_a_deploy(team: Team) -> None:
       interval: 1s
       retries: 30
   after:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     command: ["sleep", "3600"]
     depends_on:

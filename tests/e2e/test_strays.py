@@ -21,7 +21,7 @@ W = """\
 x-pgo: {down: false}
 services:
   w:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     command: ["sh", "-c", "%s"]
     volumes: ["${PGO_DATA}:/d"]
@@ -34,7 +34,7 @@ SWAP_ON_STOP = ("trap 'rm -rf /d/x; ln -s / /d/x; exit 0' TERM; "
 W_IN_A_PROFILE_AND_A = """\
     profiles: [off]
   a:
-    image: local/busybox:1
+    image: pgoimg/busybox:1
     pull_policy: if_not_present
     restart: always
     command: ["sh", "-c", "while true; do sleep 0.2; done"]
@@ -104,7 +104,7 @@ def test_docker_ps_and_the_engine_list_the_same_containers(
     work = base / name
     work.mkdir()
     (work / "compose.yaml").write_text(
-        "services:\n  w:\n    image: local/busybox:1\n    command: [sleep, '600']\n"
+        "services:\n  w:\n    image: pgoimg/busybox:1\n    command: [sleep, '600']\n"
         "    init: true\n    labels:\n"
         "      x: \"a\\tb\\nc,com.docker.compose.service=z\"\n")
     h.run("docker", "compose", "-p", name, "up", "-d", cwd=work)
