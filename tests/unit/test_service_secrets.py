@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pgo import config
+from pgo.daemon import Daemon, Options
 from pgo.errors import SecretError
 from pgo.runner import RunAs
 from pgo.service import Paths, TrackedService
@@ -236,3 +237,27 @@ def test_the_service_log_redacts_every_value(tmp_path: Path, fake: FakeRunner,
         svc.log.debug("100%% of %s", "decrypted-value-1")
     assert [r.getMessage() for r in caplog.records][-2:] == [
         "[svc] model: {'X': '***'}", "[svc] 100% of ***"]
+
+
+def test_a_removed_service_keeps_its_own_key(tmp_path: Path, fake: FakeRunner) -> None:
+    svc = tracked(tmp_path, fake)
+    fake.push(COMPOSE)
+    assert converge(svc) is Outcome.DEPLOYED
+    private = tmp_path / "pgo" / ".pgo" / "services" / "svc"
+    key = (private / "age.key").read_bytes()
+    opts = Options(config_path=str(tmp_path / "pgo.toml"),
+                   paths=Paths(tmp_path / "pgo", tmp_path / "data"), interval=60,
+                   ssh_addr=None, metric_addr=None, restart=False,
+                   compose_binary=("docker", "compose"))
+    d = Daemon(config.Config(path=opts.config_path, services=()), opts, runner=fake)
+    assert d.set_up("svc")
+    asyncio.run(d.remove_stale(keep=[]))
+    assert not (tmp_path / "pgo" / "svc").exists()
+    assert [p.name for p in private.iterdir()] == ["age.key"]
+    assert (private / "age.key").read_bytes() == key
+    assert not d.set_up("svc"), "a kept key alone is no service pgod set up"
+    (tmp_path / "pgo" / "svc").mkdir()  # someone else's directory of that name
+    asyncio.run(d.remove_stale(keep=[]))
+    assert (tmp_path / "pgo" / "svc").exists()
+    tracked(tmp_path, fake)
+    assert (private / "age.key").read_bytes() == key, "configured again: the same key"
