@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pgo.errors import PgoError
 from pgo.request import NOT_ACCEPTABLE, Checked, Flag, Refused, Spec, compose_args
+from pgo.runner import redact
 from pgo.state import Hold, VerdictKind
 
 if TYPE_CHECKING:
@@ -168,7 +169,8 @@ async def _status(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, 
         recipient = await _recipient_of(svc)
     except PgoError as e:
         recipient = f"- ({e})"
-    await out(line("\n".join(status_lines(svc, running, stopfile, time.time(), recipient))))
+    text = "\n".join(status_lines(svc, running, stopfile, time.time(), recipient))
+    await out(line(redact(text, svc.secrets)))
     return 0
 
 

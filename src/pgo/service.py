@@ -225,7 +225,7 @@ class TrackedService:
                 self.verified = True
             except PgoError as e:
                 outcome = Outcome.FAILED
-                self.state.last_error = str(e)
+                self.state.last_error = redact(str(e), self.secrets)
                 self.log.error("%s", e)
             finally:
                 self.state.last_reconcile = time.time()
@@ -414,18 +414,9 @@ class TrackedService:
         st = self.state
         try:
             sync = await self._sync_checkout()
-        except inplace.KeyUnavailable:
-            raise
-        except SecretError:  # the commit reset into the checkout: refused (_checked_out)
-            sync = Synced(await self.checkout.head())
+        except SecretError:  # reset into the checkout, not decrypted: refused (_checked_out),
+            sync = Synced(await self.checkout.head())  # or tried again below
         head = sync.head
-        if self.decrypted_at != head and self._secrets_refusal(head) is None:
-            try:  # this tracker's first sight of the checkout, or a failed decryption
-                await self._restore(head)
-            except inplace.KeyUnavailable:
-                raise
-            except SecretError:  # refused, and recorded (_judge_checkout says so)
-                pass
         st.desired_commit = sync.kept_out.commit if sync.kept_out else head
 
         if self._stop_file_present():
@@ -443,6 +434,13 @@ class TrackedService:
         if st.hold:
             st.last_error = sync.error
             return Outcome.HELD  # until pgoctl lifts it
+        if self.decrypted_at != head and self._secrets_refusal(head) is None:
+            try:  # this tracker's first sight of the checkout, or a failed decryption
+                await self._restore(head)
+            except inplace.KeyUnavailable:
+                raise  # (the pass fails, and says why)
+            except SecretError:  # refused, and recorded (_judge_checkout says so)
+                pass
         if sync.kept_out is not None:
             return self._kept_out(sync.kept_out)
 

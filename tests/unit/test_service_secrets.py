@@ -197,6 +197,10 @@ def test_an_identity_that_can_not_be_read_fails_the_pass_and_is_tried_again(
     assert svc.state.last_error.startswith(f"{ident}: can not read it")
     assert svc.state.verdict is None, "the machine's problem, not a verdict on the commit"
     assert converge(svc) is Outcome.FAILED
+    stop = svc.paths.stopfile("svc")
+    stop.touch()  # the operator's brake works all the same
+    assert converge(svc) is Outcome.STOP_FILE
+    stop.unlink()
     ident.write_bytes(key1.read_bytes())
     ident.chmod(0o600)
     assert converge(svc) is Outcome.DEPLOYED
