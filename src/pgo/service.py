@@ -40,7 +40,10 @@ class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
         secrets = (self.extra or {}).get("secrets")
         if secrets and self.isEnabledFor(level):
-            text = str(msg) % args if args else str(msg)
+            try:
+                text = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError, KeyError):  # (a bad format: still one line)
+                text = f"{msg} {args!r}"
             msg, args = redact(text, secrets), ()  # type: ignore[arg-type]
         super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
 

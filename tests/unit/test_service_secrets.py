@@ -19,6 +19,7 @@ from pgo import config
 from pgo.daemon import Daemon, Options
 from pgo.errors import SecretError
 from pgo.runner import RunAs
+from pgo.secrets import inplace
 from pgo.service import Paths, TrackedService
 from pgo.state import Outcome, VerdictKind
 from tests import sopsenc
@@ -239,8 +240,18 @@ def test_the_service_log_redacts_every_value(tmp_path: Path, fake: FakeRunner,
     with caplog.at_level(logging.DEBUG, logger="pgo.service"):
         svc.log.error("model: %s", {"X": "decrypted-value-1"})
         svc.log.debug("100%% of %s", "decrypted-value-1")
-    assert [r.getMessage() for r in caplog.records][-2:] == [
-        "[svc] model: {'X': '***'}", "[svc] 100% of ***"]
+        svc.log.info("%s and %s", "decrypted-value-1")  # a bad format: never raises
+    assert [r.getMessage() for r in caplog.records][-3:] == [
+        "[svc] model: {'X': '***'}", "[svc] 100% of ***", "[svc] %s and %s ('***',)"]
+
+
+def test_redactions_keep_the_configured_values_and_a_bounded_number_of_others() -> None:
+    r = inplace.Redactions(["token-from-config", ""])
+    assert r == ["token-from-config"]
+    r.add(f"value-{i:05d}" for i in range(inplace.MAX_DECRYPTED + 10))
+    r.add(["value-04105", "token-from-config"])  # known already: nothing changes
+    assert r[0] == "token-from-config" and len(r) == 1 + inplace.MAX_DECRYPTED
+    assert "value-00009" not in r and "value-00010" in r
 
 
 def test_a_removed_service_keeps_its_own_key(tmp_path: Path, fake: FakeRunner) -> None:

@@ -24,11 +24,19 @@ from pgo.errors import SecretError
 from pgo.secrets.checkout import Decrypted, decrypt_checkout
 from pgo.secrets.identity import Identities, for_service
 
+# The most decrypted values one service keeps redacting: beyond, the oldest go (a team that
+# commits a new value every minute must not make every log line slower for ever).
+MAX_DECRYPTED = 4096
+
 
 class Redactions(list[str]):
-    """A list of values to redact that only grows: the config's secrets, then every value
-    decrypted for the service (a rotated password stays redacted: a container that still
-    runs may print it)."""
+    """The values to redact: the config's secrets (always), then the values decrypted for
+    the service, which are kept after a commit that drops them (a rotated password stays
+    redacted: a container that still runs may print it), up to MAX_DECRYPTED."""
+
+    def __init__(self, configured: Iterable[str] = ()) -> None:
+        super().__init__(v for v in configured if v)
+        self.configured = len(self)
 
     def add(self, values: Iterable[str]) -> None:
         known = set(self)
@@ -36,6 +44,9 @@ class Redactions(list[str]):
             if v and v not in known:
                 known.add(v)
                 self.append(v)
+        over = len(self) - self.configured - MAX_DECRYPTED
+        if over > 0:
+            del self[self.configured:self.configured + over]
 
 
 class KeyUnavailable(SecretError):
