@@ -20,6 +20,7 @@ from pgo import config, metrics, registry
 from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal, SecretError
 from pgo.gitrepo import GITCONFIG, Checkout
+from pgo.logtext import untrusted
 from pgo.policy import judge
 from pgo.runner import CommandRunner, RunAs, redact
 from pgo.secrets import identity, inplace, tracked_files
@@ -340,14 +341,15 @@ class TrackedService:
                 self._refuse_secrets(commit, e)
             raise
         self.secrets.add(done.secrets)
-        for rel in done.mismatched:
+        for rel in done.mismatched:  # (names are the team's: escaped, as a client's text)
             self.log.warning("commit %s: %s looks like a SOPS document of another format "
                              "than its name says (sops reads it as binary); left as it is",
-                             commit[:8], rel)
+                             commit[:8], untrusted(rel))
         if done.files:
             self.log.info("commit %s: decrypted %d SOPS document(s)%s: %s", commit[:8],
                           len(done.files), "" if in_checkout else " beside the checkout",
-                          ", ".join(done.files[:10]) + (" ..." if len(done.files) > 10 else ""))
+                          untrusted(", ".join(done.files[:10])
+                                    + (" ..." if len(done.files) > 10 else ""), 400))
         if in_checkout:
             self.decrypted_at = commit
             if self._secrets_refusal(commit) is not None:

@@ -276,3 +276,14 @@ def test_a_removed_service_keeps_its_own_key(tmp_path: Path, fake: FakeRunner) -
     assert (tmp_path / "pgo" / "svc").exists()
     tracked(tmp_path, fake)
     assert (private / "age.key").read_bytes() == key, "configured again: the same key"
+
+
+def test_a_document_name_can_not_forge_a_log_line(
+        tmp_path: Path, fake: FakeRunner, repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    svc = tracked(tmp_path, fake)
+    name = "x\n[ERROR] forged.env"
+    repo.push({name: encrypted(PLAIN, "x.env", recipient(tmp_path))})
+    with caplog.at_level(logging.INFO, logger="pgo.service"):
+        assert converge(svc) is Outcome.DEPLOYED
+    decrypted = [r.getMessage() for r in caplog.records if "decrypted 1 SOPS" in r.getMessage()]
+    assert decrypted and all("\n" not in m and "x\\n[ERROR] forged.env" in m for m in decrypted)
