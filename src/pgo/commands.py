@@ -17,6 +17,7 @@ on, but brings nothing up until `up` (or `start`/`restart` after a stop).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import time
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pgo.errors import PgoError
 from pgo.request import NOT_ACCEPTABLE, Checked, Flag, Refused, Spec, compose_args
+from pgo.runner import redact
 from pgo.state import Hold, VerdictKind
 
 if TYPE_CHECKING:
@@ -104,10 +106,14 @@ async def _load(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, er
     if desired and desired != head and not svc.cfg.is_root:
         head = desired
         verdict = await svc.judge_commit(desired)
-        if verdict.kind is VerdictKind.ERROR:
+        if verdict.kind in (VerdictKind.ERROR, VerdictKind.SECRETS):
             await err(line(f"refused: commit {desired[:8]}: {verdict.reasons[0]}"))
             return 1
         violations = list(verdict.reasons)
+    elif (refused := svc.state.verdict) is not None and refused.commit == head \
+            and refused.kind is VerdictKind.SECRETS:  # (the checkout holds ciphertext)
+        await err(line(f"refused: commit {head[:8]}: {refused.reasons[0]}"))
+        return 1
     else:
         violations = svc.violations(await svc.project.config())
     if not violations:
@@ -127,10 +133,12 @@ def ago(t: float, now: float) -> str:
     return f"{stamp} ({max(0, int(now - t))}s ago)"
 
 
-def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float) -> list[str]:
+def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float,
+                 recipient: str = "") -> list[str]:
     st = svc.state
     rows = [
         ("service", f"{svc.name} (user {svc.cfg.user}, branch {svc.cfg.branch})"),
+        *([("recipient", recipient)] if recipient else []),
         ("desired", st.desired_commit[:8] or "-"),
         ("applied", f"{st.applied_commit[:8] or '-'} at {ago(st.applied_at, now)}"),
         ("reconciled", ago(st.last_reconcile, now)),
@@ -157,7 +165,27 @@ async def _status(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, 
     except PgoError:
         running = False
     stopfile = svc.paths.stopfile(svc.name).exists()
-    await out(line("\n".join(status_lines(svc, running, stopfile, time.time()))))
+    try:
+        recipient = await _recipient_of(svc)
+    except PgoError as e:
+        recipient = f"- ({e})"
+    text = "\n".join(status_lines(svc, running, stopfile, time.time(), recipient))
+    await out(line(redact(text, svc.secrets)))
+    return 0
+
+
+async def _recipient_of(svc: TrackedService) -> str:
+    """The age recipient a team encrypts its SOPS documents for (the service's own key is
+    made if it has none yet); SecretError when its identities can not be had."""
+    from pgo.secrets import identity  # (not at import: pgoctl reads this table)
+
+    ids = await asyncio.to_thread(identity.for_service, svc.cfg, svc.paths.private(svc.name))
+    return ids.recipient
+
+
+async def _recipient(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
+                     ) -> int:
+    await out(line(await _recipient_of(svc)))
     return 0
 
 
@@ -235,6 +263,8 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
          flags=EXEC_FLAGS, positional="exec"),
     Spec("load", "judge the current checkout by the compose policy", _load),
     Spec("status", "what pgod knows: desired and applied commit, errors, holds", _status),
+    Spec("recipient", "the age recipient to encrypt the repository's SOPS files for",
+         _recipient),
     Spec("ping", "check that the key works", _ping),
     Spec("journal", "the service user's lines in the system journal", _journal,
          flags=JOURNAL_FLAGS),

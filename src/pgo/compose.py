@@ -245,7 +245,7 @@ class Project:
         self.binary = tuple(binary)
         self.compose_file = compose_file
         self.env = dict(env or {})
-        self.secrets = tuple(secrets)
+        self.secrets = secrets  # (not copied: the service's list grows as documents decrypt)
         self.log = log or logging.getLogger("pgo.compose")
 
     @property

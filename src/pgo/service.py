@@ -18,10 +18,12 @@ from pathlib import Path
 
 from pgo import config, metrics, registry
 from pgo.compose import Model, Project, RunningProjects
-from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal
+from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal, SecretError
 from pgo.gitrepo import GITCONFIG, Checkout
+from pgo.logtext import untrusted
 from pgo.policy import judge
-from pgo.runner import CommandRunner, RunAs
+from pgo.runner import CommandRunner, RunAs, redact
+from pgo.secrets import identity, inplace, tracked_files
 from pgo.state import Outcome, State, Verdict, VerdictKind
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
@@ -30,10 +32,21 @@ LIVE = frozenset({"running", "restarting", "paused", "removing"})
 
 
 class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with `[service]`."""
+    """Prefixes every line with `[service]`; the service's secrets (extra `secrets`, its
+    Redactions) are taken out of every line, whatever was formatted into it."""
 
     def process(self, msg: object, kwargs: object) -> tuple[str, object]:  # type: ignore[override]
         return f"[{self.extra['service']}] {msg}", kwargs  # type: ignore[index]
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        secrets = (self.extra or {}).get("secrets")
+        if secrets and self.isEnabledFor(level):
+            try:
+                text = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError, KeyError):  # (a bad format: still one line)
+                text = f"{msg} {args!r}"
+            msg, args = redact(text, secrets), ()  # type: ignore[arg-type]
+        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -108,14 +121,20 @@ class TrackedService:
         # every pass and every command that changes the project holds it; the daemon owns
         # it, so that a successor made by a config reload holds the same one
         self.lock = lock or asyncio.Lock()
-        self.log = Logger(logging.getLogger("pgo.service"), {"service": cfg.name})
+        # What is never printed for this service: one list, shared by its checkout, its
+        # projects, its log and the runner; it grows as the commit's SOPS documents decrypt.
+        self.secrets = inplace.Redactions(cfg.secrets())
+        self.log = Logger(logging.getLogger("pgo.service"),
+                          {"service": cfg.name, "secrets": self.secrets})
         self.state = State.load(paths.state(cfg.name))
         self.as_user = as_user or RunAs.lookup(cfg.user, home=self._home())
-        self.secrets = cfg.secrets()
         self.checkout = Checkout(paths.checkout(cfg.name), cfg.repository, cfg.branch, runner,
                                  self.as_user, gitconfig=paths.gitconfig(),
                                  secrets=self.secrets, service=cfg.name,
-                                 log=self.log)
+                                 log=self.log, after_checkout=self._checked_out)
+        # The commit whose SOPS documents this tracker decrypted in the checkout (or found
+        # decrypted); "" until then, or after a reset whose documents did not decrypt.
+        self.decrypted_at = ""
         self.project = self.project_in(paths.checkout(cfg.name), running=running)
         self.wake = asyncio.Event()
         self._saved: dict[str, object] | None = None
@@ -171,6 +190,11 @@ class TrackedService:
                     raise PgoError(f"{d} is a symlink; refusing to use it")
                 os.chown(d, *owner)
                 os.chmod(d, mode)
+        if not self.cfg.age_identity:  # the service's own key, made on its first start
+            try:
+                identity.ensure(self.paths.private(self.name))
+            except SecretError as e:
+                self.log.error("its age identity: %s", e)
         if registry.forget_logins(self.docker_config()):  # a pgod that died while logged in
             self.log.warning("removed registry credentials left in %s",
                              self.docker_config() / "config.json")
@@ -205,7 +229,7 @@ class TrackedService:
                 self.verified = True
             except PgoError as e:
                 outcome = Outcome.FAILED
-                self.state.last_error = str(e)
+                self.state.last_error = redact(str(e), self.secrets)
                 self.log.error("%s", e)
             finally:
                 self.state.last_reconcile = time.time()
@@ -267,27 +291,110 @@ class TrackedService:
             return st.verdict  # judged before; retried when upstream changes again
         try:
             verdict = await self.judge_commit(commit)
-        except (CommandError, OSError) as e:  # could not judge it: keep it out, try again
+        except (CommandError, OSError, inplace.KeyUnavailable) as e:  # keep it out, try again
             verdict = Verdict(commit, kind=VerdictKind.UNJUDGED, reasons=(str(e),))
         return None if verdict.kind is VerdictKind.ACCEPTED else verdict
 
     async def judge_commit(self, commit: str) -> Verdict:
         """The verdict on `commit`, checked out beside the checkout (Checkout.worktree) and
         loaded there by the compose tool with the deploy's project name and environment.
-        CommandError or OSError when it can not be checked out or loaded at all."""
-        async with self.checkout.worktree(commit, self.paths.private(self.name)) as tree:
-            try:
-                model = await self.project_in(tree).config()
-            except ComposeError as e:
-                return Verdict(commit, kind=VerdictKind.ERROR, reasons=(str(e),))
-            found = self.violations(model, checkout=tree)
+        Its SOPS documents are decrypted there first (_checked_out): one that does not
+        decrypt refuses it. CommandError or OSError when it can not be checked out or loaded
+        at all, KeyUnavailable when the service's identities can not be had."""
+        try:
+            async with self.checkout.worktree(commit, self.paths.private(self.name)) as tree:
+                try:
+                    model = await self.project_in(tree).config()
+                except ComposeError as e:
+                    return Verdict(commit, kind=VerdictKind.ERROR, reasons=(str(e),))
+                found = self.violations(model, checkout=tree)
+        except inplace.KeyUnavailable:
+            raise
+        except SecretError as e:
+            return Verdict(commit, kind=VerdictKind.SECRETS, reasons=(str(e),))
         return Verdict(commit, kind=VerdictKind.POLICY if found else VerdictKind.ACCEPTED,
                        reasons=tuple(found))
+
+    # -- secrets: every commit checked out is decrypted where it lies -------------------
+
+    async def _checked_out(self, tree: Path, commit: str) -> None:
+        """The post-checkout step (Checkout calls it after every clone, reset and worktree):
+        `commit`'s SOPS documents in `tree` decrypted in place, their values redacted from
+        now on. When `tree` is the checkout and a document does not decrypt, the commit is
+        refused (recorded as the verdict, as a policy refusal is; the checkout keeps the
+        ciphertext, nothing of it is deployed). Raises what decrypt_tree raises."""
+        await self._decrypt(tree, commit, tracked_files(await self.checkout.ls_files(tree)))
+
+    async def _decrypt(self, tree: Path, commit: str, tracked: list[str]) -> None:
+        in_checkout = tree == self.checkout.path
+        if in_checkout:
+            self.decrypted_at = ""
+            self.judged = None
+        try:
+            done = await inplace.decrypt_tree(tree, tracked, self.cfg,
+                                              self.paths.private(self.name),
+                                              (self.as_user.uid, self.as_user.gid))
+        except inplace.KeyUnavailable:
+            raise  # (the machine's to fix: not a verdict on the commit)
+        except SecretError as e:
+            if in_checkout:
+                self._refuse_secrets(commit, e)
+            raise
+        self.secrets.add(done.secrets)
+        for rel in done.mismatched:  # (names are the team's: escaped, as a client's text)
+            self.log.warning("commit %s: %s looks like a SOPS document of another format "
+                             "than its name says (sops reads it as binary); left as it is",
+                             commit[:8], untrusted(rel))
+        if done.files:
+            self.log.info("commit %s: decrypted %d SOPS document(s)%s: %s", commit[:8],
+                          len(done.files), "" if in_checkout else " beside the checkout",
+                          untrusted(", ".join(done.files[:10])
+                                    + (" ..." if len(done.files) > 10 else ""), 400))
+        if in_checkout:
+            self.decrypted_at = commit
+            if self._secrets_refusal(commit) is not None:
+                self.state.verdict = None  # (decrypts now: judged afresh)
+
+    async def _restore(self, head: str) -> None:
+        """The checkout as this tracker finds it (left by a pgod before it, or by a
+        decryption that failed): its documents still encrypted are decrypted now, and the
+        values of those decrypted before (their files differ from the commit's) are read
+        from the commit checked out beside it. Raises as _checked_out does."""
+        tracked = tracked_files(await self.checkout.ls_files())
+        changed = set(tracked_files(await self.checkout.ls_files(modified=True))) \
+            if tracked else set()
+        if changed:
+            try:
+                async with self.checkout.worktree(head, self.paths.private(self.name)):
+                    pass  # (decrypted there by _checked_out: its values are redacted now)
+            except inplace.KeyUnavailable:
+                raise
+            except SecretError as e:
+                self._refuse_secrets(head, e)
+                raise
+        await self._decrypt(self.checkout.path, head,
+                            [t for t in tracked if t not in changed])
+
+    def _refuse_secrets(self, commit: str, e: SecretError) -> None:
+        """The checkout's `commit` refused: a document of it does not decrypt."""
+        self.decrypted_at = ""
+        verdict = Verdict(commit, kind=VerdictKind.SECRETS, reasons=(str(e),))
+        if verdict != self.state.verdict:
+            self._refuse(verdict)
+            self.save()
+
+    def _secrets_refusal(self, commit: str) -> Verdict | None:
+        """The refusal of `commit` because its documents did not decrypt, if it stands."""
+        v = self.state.verdict
+        return v if v is not None and v.kind is VerdictKind.SECRETS and v.commit == commit \
+            else None
 
     async def _judge_checkout(self, head: str) -> tuple[Verdict, Model | None]:
         """The verdict on the checkout's commit and its model (None: it did not load):
         this tracker's own when it judged `head` before, else the model is loaded, and
         judged unless an earlier pgod refused the same model of the same commit."""
+        if (refused := self._secrets_refusal(head)) is not None:
+            return refused, None  # the checkout holds ciphertext: nothing to load
         if self.judged is not None and self.judged[0].commit == head:
             return self.judged
         try:
@@ -310,7 +417,10 @@ class TrackedService:
 
     async def _converge(self, trigger: str) -> Outcome:
         st = self.state
-        sync = await self._sync_checkout()
+        try:
+            sync = await self._sync_checkout()
+        except SecretError:  # reset into the checkout, not decrypted: refused (_checked_out),
+            sync = Synced(await self.checkout.head())  # or tried again below
         head = sync.head
         st.desired_commit = sync.kept_out.commit if sync.kept_out else head
 
@@ -329,6 +439,13 @@ class TrackedService:
         if st.hold:
             st.last_error = sync.error
             return Outcome.HELD  # until pgoctl lifts it
+        if self.decrypted_at != head and self._secrets_refusal(head) is None:
+            try:  # this tracker's first sight of the checkout, or a failed decryption
+                await self._restore(head)
+            except inplace.KeyUnavailable:
+                raise  # (the pass fails, and says why)
+            except SecretError:  # refused, and recorded (_judge_checkout says so)
+                pass
         if sync.kept_out is not None:
             return self._kept_out(sync.kept_out)
 
@@ -384,7 +501,7 @@ class TrackedService:
         found = judge(model, self.name, self.cfg.user, self.cfg.networks,
                       checkout or self.paths.checkout(self.name), self.paths.data(self.name),
                       routes)
-        return [str(v) for v in found]
+        return [redact(str(v), self.secrets) for v in found]  # (a model holds plaintext)
 
     def _refuse(self, verdict: Verdict) -> Outcome:
         """Record and log a refusal reached just now."""
@@ -491,6 +608,8 @@ class TrackedService:
         lifts a hold)."""
         async with self.lock:
             head = await self.checkout.head()
+            if self.decrypted_at != head:  # (a refusal is tried again; SecretError says why)
+                await self._restore(head)
             model = await self.project.config()
             verdict = self._verdict(head, model)
             self.judged = (verdict, model)

@@ -62,6 +62,7 @@ class VerdictKind(enum.StrEnum):
     ACCEPTED = "accepted"
     POLICY = "policy"  # refused: the model breaks the policy
     ERROR = "error"  # refused: the model does not load
+    SECRETS = "secrets"  # refused: a SOPS document of the commit does not decrypt
     UNJUDGED = "unjudged"  # could not be judged (git or compose did not run): try again
 
 
@@ -78,7 +79,7 @@ class Verdict:
     @property
     def refused(self) -> bool:
         """Not to be deployed: retried only when upstream moves (or on //up)."""
-        return self.kind in (VerdictKind.POLICY, VerdictKind.ERROR)
+        return self.kind in (VerdictKind.POLICY, VerdictKind.ERROR, VerdictKind.SECRETS)
 
     def summary(self) -> str:
         return f"commit {self.commit[:8]} refused: " + "; ".join(self.reasons)
