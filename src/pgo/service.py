@@ -383,7 +383,7 @@ class TrackedService:
         routes = self.fleet().routes_of_others(self.name) if self.fleet else {}
         found = judge(model, self.name, self.cfg.user, self.cfg.networks,
                       checkout or self.paths.checkout(self.name), self.paths.data(self.name),
-                      routes)
+                      routes, allow=self.cfg.allow)
         return [str(v) for v in found]
 
     def _refuse(self, verdict: Verdict) -> Outcome:

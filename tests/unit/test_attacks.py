@@ -3,6 +3,7 @@ function or the policy decides. Each test is an attack that once got through."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,8 @@ def test_a_volume_device_is_absolute_plain_and_never_the_checkouts_git() -> None
     [v] = check(vol("etc"))
     assert v.message == ("volume v binds 'etc', a relative path: dockerd would take it from "
                          "its own working directory, not the checkout; write it absolute "
-                         "(${PGO_DATA}/...) or use a bind mount")
+                         "(${PGO_DATA}/..., here /var/lib/pgo-data/web/...) or use a bind "
+                         "mount")
     [v] = check(vol(f"{CHECKOUT}/.git"))
     assert "holds the checkout's .git" in v.message
 
@@ -267,6 +269,30 @@ def test_env_file_paths_are_the_ones_compose_opens() -> None:
         "/data/web/a.env", "/co/data/web/b.env", "/co/conf/web.env", "/co/${OTHER}/passwd",
         "/co/$${PGO_DATA}/c.env", "/co/plain.env"]
     assert DATA in rules(model({"env_file": ["/co/${OTHER}/passwd"]}))
+
+
+def test_env_file_texts_are_interpolated_by_compose_not_by_pgod() -> None:
+    """Beyond pgod's own variables, what a path holding ${...} stands for is asked of compose
+    (a document of label values it interpolates as it does the project): the result is
+    taken as compose gives it, and judged like any path."""
+    written = {"services": {"app": {"env_file": ["${A:-.}/x.env", "plain.env",
+                                                 {"path": "$${A}/y", "required": False}],
+                                    "label_file": ["${A:-.}/x.env"]}, "db": "odd"}}
+    texts = compose_model.read_file_texts(written)
+    assert texts == ["${A:-.}/x.env", "$${A}/y"]
+    doc = json.loads(compose_model.interpolation_doc(texts))
+    assert doc["services"]["pgo-interpolate"]["labels"] == {"pgo.0": "${A:-.}/x.env",
+                                                            "pgo.1": "$${A}/y"}
+    printed = {"services": {"pgo-interpolate": {"labels": {"pgo.0": "conf/x.env",
+                                                           "pgo.1": "${A}/y"}}}}
+    got = compose_model.interpolated_texts(texts, printed)
+    assert got == {"${A:-.}/x.env": "conf/x.env", "$${A}/y": "${A}/y"}
+    assert compose_model.interpolated_texts(texts, {"services": []}) == {}
+    raw = {"services": {"app": {"env_file": ["/co/${A:-.}/x.env", "/co/$${A}/y"]}}}
+    out = compose_model.with_read_files({"services": {"app": {}}}, raw,
+                                        {"services": {"app": {"env_file": texts}}}, {}, got)
+    # relative: joined to the directory compose made it relative to; still `$`: as written
+    assert out["services"]["app"]["env_file"] == ["/co/conf/x.env", "/co/$${A}/y"]
 
 
 # -- names on a shared network ---------------------------------------------------------------

@@ -16,13 +16,13 @@ from pgo.policy.model import (
     PRIVILEGES,
     UNKNOWN,
     Findings,
+    Judgement,
     Service,
-    Violation,
     as_list,
     as_map,
     parse_mount,
 )
-from pgo.policy.paths import Resolver
+from pgo.policy.paths import Reader, Resolver, read_file
 
 # Top-level keys of the model. `include` and `extends` are already resolved by compose.
 TOP = frozenset({"name", "version", "services", "volumes", "networks", "configs", "secrets",
@@ -94,7 +94,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "use_api_socket": (privileges.flag(
         "use_api_socket: the container gets the Docker API (the host)"),),
     "cap_add": (privileges.cap_add,),
-    "devices": (privileges.nonempty("devices: host devices in the container"),),
+    "devices": (privileges.devices,),
     "device_cgroup_rules": (privileges.nonempty("device_cgroup_rules: access to host devices"),),
     "gpus": (privileges.nonempty("gpus: host devices in the container"),),
     "cgroup_parent": (privileges.nonempty(
@@ -125,9 +125,9 @@ PER_SERVICE: tuple[Callable[[Findings, str, Mapping[str, Any]], None], ...] = (
 
 
 def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: Service,
-          resolve: Resolver) -> list[Violation]:
-    """Every way `model` breaks the policy for `service`; empty when it may be deployed."""
-    f = Findings(model, files, service, resolve)
+          resolve: Resolver, read: Reader = read_file) -> Judgement:
+    """Every way `model` breaks the policy for `service` (none: it may be deployed)."""
+    f = Findings(model, files, service, resolve, read)
     for key in model:
         k = str(key)
         if k.startswith("x-") or k in TOP:
@@ -165,4 +165,4 @@ def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: S
             judge(f, str(name), svc)
     data.model_files(f)
     data.nested(f)
-    return list(f.found)
+    return f.judgement()

@@ -1,11 +1,14 @@
 """own-privileges: no privileged container, no capability beyond Docker's default set, no host
-devices, no security option that loosens confinement, no host plugins or API socket."""
+devices, no security option that loosens confinement, no host plugins or API socket. The
+operator may allow one capability (cap_add:CAP), device (device:PATH) or runtime
+(runtime:NAME) for a service (pgo.allow)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pgo.allow import DEFAULT_CAPS, normal_capability
 from pgo.policy.model import (
     PRIVILEGES,
     UNKNOWN,
@@ -16,12 +19,6 @@ from pgo.policy.model import (
     truthy,
 )
 
-# Docker's default capability set: adding one of these back (after `cap_drop: [ALL]`) gives
-# the container nothing a default container does not have.
-DEFAULT_CAPS = frozenset({
-    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
-    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
-})
 # Sysctls that live in the container's own namespaces (Docker's own list).
 SYSCTL_PREFIXES = ("net.", "fs.mqueue.", "kernel.shm", "kernel.msg")
 SYSCTLS = frozenset({"kernel.sem"})
@@ -46,9 +43,23 @@ def nonempty(what: str) -> Callable[[Findings, str, Any], None]:
 
 def cap_add(f: Findings, name: str, value: Any) -> None:
     for cap in as_list(value):
-        c = str(cap).strip().upper().removeprefix("CAP_")
+        c = normal_capability(str(cap))
         if c not in DEFAULT_CAPS:
-            f.add(name, PRIVILEGES, f"cap_add {cap}: a capability beyond Docker's default set")
+            f.add(name, PRIVILEGES, f"cap_add {cap}: a capability beyond Docker's default set",
+                  f.allowed("cap_add", c))
+
+
+def devices(f: Findings, name: str, value: Any) -> None:
+    """Host devices in the container: each one only by the operator's device:PATH."""
+    for raw in as_list(value):
+        if isinstance(raw, Mapping):
+            source = str(raw.get("source") or "")
+            shown = f"{source}:{raw.get('target') or source}"
+        else:  # v1: SOURCE[:TARGET[:PERMISSIONS]]; a CDI name (vendor/class=name)
+            shown = str(raw)
+            source = shown.split(":", 1)[0]
+        grant = f.allowed_path("device", source) if source.startswith("/") else None
+        f.add(name, PRIVILEGES, f"devices {shown}: a host device in the container", grant)
 
 
 def security_opt(f: Findings, name: str, value: Any) -> None:
@@ -95,12 +106,13 @@ def oom_kill_disable(f: Findings, name: str, value: Any) -> None:
 
 def runtime(f: Findings, name: str, value: Any) -> None:
     if value and str(value) not in RUNTIMES:
-        f.add(name, PRIVILEGES, f"runtime {value}: only runc is judged")
+        f.add(name, PRIVILEGES, f"runtime {value}: only runc is allowed",
+              f.allowed("runtime", str(value)))
 
 
 def isolation(f: Findings, name: str, value: Any) -> None:
     if value and str(value) != "default":
-        f.add(name, PRIVILEGES, f"isolation {value}: only the default is judged")
+        f.add(name, PRIVILEGES, f"isolation {value}: only the default is allowed")
 
 
 def hooks(key: str) -> Callable[[Findings, str, Any], None]:
@@ -169,3 +181,4 @@ def build(f: Findings, name: str, value: Any) -> None:
                                 f"({', '.join(map(str, as_list(b['entitlements'])))})")
     if b.get("isolation") and str(b["isolation"]) != "default":
         f.add(name, PRIVILEGES, f"build isolation {b['isolation']}: only the default")
+
