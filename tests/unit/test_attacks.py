@@ -336,3 +336,29 @@ def test_routes_of_others_come_from_the_config() -> None:
         svc("shop", a="Frontend:8080", b="api:9000"), svc("web", c="web:80"), svc("x")))
     assert cfg.routes_of_others("web") == {"frontend": "shop", "api": "shop"}
     assert cfg.routes_of_others("shop") == {"web": "web"}
+
+
+# -- labels compose acts on: a container of another project ---------------------------------
+
+def test_labels_that_tell_compose_the_project_are_refused() -> None:
+    """Compose v1 lets a service's `labels` override its own com.docker.compose.project:
+    the container is then another project's (listed, stopped and removed by it, counted by
+    pgod as its). Any com.docker.compose.* or com.docker.stack.* label is refused, on a
+    service, its build or deploy, a volume or a network; other labels are the team's."""
+    for labels in ({"com.docker.compose.project": "shop"},
+                   ["com.docker.compose.service=db"],
+                   {"COM.DOCKER.COMPOSE.ONEOFF": "True"},
+                   {"com.docker.stack.namespace": "shop"}):
+        assert rules(model({"labels": labels})) == {NAMES}, labels
+        assert rules(model({"build": {"context": CHECKOUT, "labels": labels},
+                            "image": "web-app"})) == {NAMES}, labels
+        assert rules(model({"deploy": {"labels": labels}})) == {NAMES}, labels
+        assert rules(model(volumes={"v": {"labels": labels}})) == {NAMES}, labels
+        assert rules(model(networks={"n": {"labels": labels}})) == {NAMES}, labels
+    [v] = check(model({"labels": {"com.docker.compose.project": "shop"}}))
+    assert v.message == ("label com.docker.compose.project: a label compose or docker stack "
+                         "sets itself, to tell which project a container, volume or network "
+                         "is of; name yours otherwise")
+    ok = {"org.opencontainers.image.source": "x", "traefik.enable": "true",
+          "com.docker.composer": "x", "com.example.compose.project": "y"}
+    assert rules(model({"labels": ok})) == set()

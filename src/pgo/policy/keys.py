@@ -48,7 +48,7 @@ SAFE = frozenset({
     "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
     "cpus", "cpuset", "depends_on", "dns", "dns_opt", "dns_search", "domainname", "entrypoint",
     "environment", "expose", "extends", "extra_hosts", "group_add", "healthcheck", "hostname",
-    "image", "init", "labels", "links", "mac_address", "mem_limit", "mem_reservation",
+    "image", "init", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "pids_limit", "platform", "profiles", "pull_policy",
     "pull_refresh_after", "read_only", "restart", "scale", "secrets", "shm_size", "stdin_open",
     "stop_grace_period", "stop_signal", "storage_opt", "tmpfs", "tty", "user",
@@ -83,6 +83,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "env_file": (data.read_files("env_file"),),
     "label_file": (data.read_files("label_file"),),
     "container_name": (names.container_name,),
+    "labels": (names.labels,),
     "network_mode": (namespaces.network_mode,),
     "ipc": (namespaces.namespace("ipc", frozenset({"", "private", "shareable", "none"})),),
     "pid": (namespaces.namespace("pid", frozenset({"", "private"})),),
@@ -139,10 +140,12 @@ def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: S
     for key, raw in f.volumes.items():
         vol = as_map(raw)
         _unknown(f, "", vol, VOLUME_KEYS, f"volume {key}")
+        names.labels(f, "", vol.get("labels"), f"volume {key} label")
         data.volume(f, str(key), vol)
     for key, raw in f.networks.items():
         net = as_map(raw)
         _unknown(f, "", net, NETWORK_KEYS, f"network {key}")
+        names.labels(f, "", net.get("labels"), f"network {key} label")
         if not namespaces.network(f, str(key), net):
             networks.network(f, str(key), net)
     for kind in ("configs", "secrets"):

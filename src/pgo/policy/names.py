@@ -1,7 +1,8 @@
 """own-names: image tags and container names are one namespace for the whole machine, so what
 the project builds and names is named as its own (NAME-*, NAME_*, NAME/*), and nothing it takes
 is a name of another pgo service's: a build tagged `postgres:16` or another team's image name
-would run in every project that uses it."""
+would run in every project that uses it. Nor does it set the labels by which compose (and
+docker stack) tell which project a container, volume or network is of."""
 
 from __future__ import annotations
 
@@ -9,6 +10,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from pgo.policy.model import NAMES, Findings, as_list, as_map, image_repository, items
+
+# Labels the tools act on: compose finds a project's containers, volumes and networks by
+# com.docker.compose.project (and .service, .oneoff, .config-hash...), docker stack by
+# com.docker.stack.namespace. Set by a compose file (compose v1 lets a service's labels
+# override its own), a container or volume would be another project's: listed, stopped,
+# removed or reused by it, and pgod would count it as that project's.
+TOOL_LABELS = ("com.docker.compose.", "com.docker.stack.")
+
+
+def labels(f: Findings, name: str, value: Any, what: str = "label") -> None:
+    """`labels` of a compose service, its build or deploy, a volume or a network."""
+    for key, _ in items(value):
+        if key.strip().lower().startswith(TOOL_LABELS):
+            f.add(name, NAMES, f"{what} {key}: a label compose or docker stack sets itself, "
+                               "to tell which project a container, volume or network is "
+                               "of; name yours otherwise")
 
 
 def container_name(f: Findings, name: str, value: Any) -> None:
@@ -22,6 +39,7 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
     """The machine-wide names the compose service takes: its containers (PROJECT-NAME-N,
     v1 PROJECT_NAME_N) and the images its build writes."""
     mine = f.service.name
+    labels(f, name, as_map(svc.get("deploy")).get("labels"), "deploy label")
     for default in (f"{mine}-{name}", f"{mine}_{name}"):
         other = f.owner(default)
         if other != mine:
@@ -37,6 +55,7 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
                                "configuration")
         return
     build = as_map(svc.get("build"))
+    labels(f, name, build.get("labels"), "build label")
     built = [str(svc.get("image") or f"{mine}-{name}")]
     built += [str(t) for t in as_list(build.get("tags"))]
     for ref in built:
