@@ -362,3 +362,45 @@ def test_labels_that_tell_compose_the_project_are_refused() -> None:
     ok = {"org.opencontainers.image.source": "x", "traefik.enable": "true",
           "com.docker.composer": "x", "com.example.compose.project": "y"}
     assert rules(model({"labels": ok})) == set()
+
+
+# -- logs: the host's rotation ------------------------------------------------------------------
+
+def test_log_options_keep_the_hosts_disk_bounded() -> None:
+    def log(driver: str | None = None, **options: Any) -> set[str]:
+        logging: dict[str, Any] = {"options": options} if options else {}
+        if driver:
+            logging["driver"] = driver
+        return rules(model({"logging": logging}))
+    from pgo.policy import PRIVILEGES, UNKNOWN
+    # bounded: the host's default, the local driver's own, or sizes within 1 GiB in all
+    for ok in (log(), log("local"), log("journald"), log("none"), log("syslog"),
+               log("json-file", **{"max-size": "10m", "max-file": "3"}),
+               log("json-file", **{"max-size": "200m"}),  # (max-file 1; 5 assumed at most)
+               log(**{"max-size": "10m"}), log(**{"max-size": "50M", "max-file": 20}),
+               log("local", **{"max-size": "100m", "max-file": "10", "compress": "false"}),
+               log("local", **{"max-file": "10"}),
+               log(**{"mode": "non-blocking", "max-buffer-size": "4m"}),
+               log("json-file", **{"max-size": "1k", "tag": "{{.Name}}", "labels": "a"})):
+        assert ok == set()
+    for driver, options in (("json-file", {}),  # grows without end
+                            ("json-file", {"max-file": "3"}),
+                            ("json-file", {"max-size": "-1"}),
+                            ("json-file", {"max-size": "1g", "max-file": "10"}),
+                            (None, {"max-size": "500m"}),  # x 5 files the host may keep
+                            (None, {"max-file": "100"}),
+                            ("local", {"max-size": "2g"}),
+                            ("local", {"max-file": "1000"}),
+                            (None, {"mode": "non-blocking", "max-buffer-size": "1g"})):
+        assert log(driver, **options) == {PRIVILEGES}, (driver, options)
+    for driver, options in (("json-file", {"max-size": "ten"}),
+                            ("json-file", {"max-size": "10m", "max-file": "x"}),
+                            (None, {"mode": "sometimes"}),
+                            ("local", {"fluentd-address": "x"}),
+                            ("syslog", {"syslog-tls-cert": "/etc/shadow"})):
+        assert UNKNOWN in log(driver, **options), (driver, options)
+    [v] = check(model({"logging": {"driver": "json-file", "options": {
+        "max-size": "1g", "max-file": "10"}}}))
+    assert v.message == ("log driver json-file: max-size 1g x max-file 10 lets the logs take "
+                         "10.0 GiB of the host's disk; at most 1024 MiB of logs per container "
+                         "(max-size x max-file)")

@@ -114,7 +114,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "pre_stop": (privileges.hooks("pre_stop"),),
     "develop": (privileges.develop,),
     "deploy": (privileges.deploy,),
-    "logging": (networks.logging,),
+    "logging": (networks.logging, privileges.logging),
     "build": (_build_keys, namespaces.build, privileges.build, data.build),
     "ports": (ports.ports,),
 }
