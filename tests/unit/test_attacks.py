@@ -4,9 +4,12 @@ function or the policy decides. Each test is an attack that once got through."""
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pgo import compose_model, config
 from pgo.compose import Model
@@ -404,3 +407,116 @@ def test_log_options_keep_the_hosts_disk_bounded() -> None:
     assert v.message == ("log driver json-file: max-size 1g x max-file 10 lets the logs take "
                          "10.0 GiB of the host's disk; at most 1024 MiB of logs per container "
                          "(max-size x max-file)")
+
+
+# -- Dockerfiles in the build context: FROM another service's image -----------------------------
+
+def build_in(tmp_path: Path, dockerfile: str, build: dict[str, Any] | None = None,
+             name: str = "Dockerfile") -> tuple[Path, list[Violation]]:
+    checkout, data = tmp_path / "pgo" / "web", tmp_path / "data" / "web"
+    (checkout / "app").mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    (checkout / "app" / name).write_text(dockerfile)
+    m = model({"image": "web-app", "build": {"context": f"{checkout}/app",
+                                             "dockerfile": name, **(build or {})}})
+    return checkout, judge(Model("", m), "web", "team", (), checkout, data,
+                           others=("shop",))
+
+
+def test_a_dockerfile_in_the_context_may_not_build_from_another_services_image(
+        tmp_path: Path) -> None:
+    for text in ("FROM shop-web\n",
+                 "FROM local/busybox:1\nCOPY --from=shop-api:2 /app /app\n",
+                 "FROM local/busybox:1\nRUN --mount=type=bind,from=shop-db,target=/x true\n",
+                 "# syntax=shop-frontend:1\nFROM local/busybox:1\n",
+                 "ARG BASE=shop-web\nFROM ${BASE}\n",
+                 "ARG BASE\nFROM ${BASE:-shop-web}\n",
+                 "FROM local/busybox:1\nONBUILD COPY --from=shop-web / /\n",
+                 # BuildKit's own parser: an escape directive, a comment inside a continuation
+                 "# escape=`\nFROM `\n# the base\n  shop-web\n",
+                 "FROM \\\n# the base\n  shop-web\n"):
+        _, found = build_in(tmp_path, text)
+        assert [v.rule for v in found] == [NAMES], text
+        assert "a name of service shop's own" in found[0].message, text
+    _, found = build_in(tmp_path, "FROM local/busybox:1\n", {"args": {
+        "BUILDKIT_SYNTAX": "shop-frontend"}})
+    assert [v.rule for v in found] == [NAMES]
+    _, found = build_in(tmp_path, "ARG BASE=local/busybox:1\nFROM ${BASE}\n",
+                        {"args": {"BASE": "shop-web"}})
+    assert [v.rule for v in found] == [NAMES]
+    # its own stages, official images and its own are fine; so is a heredoc saying FROM
+    for text in ("FROM local/busybox:1 AS shop-web\nFROM shop-web\nCOPY --from=0 / /\n",
+                 "FROM postgres:16\nCOPY --from=web-base / /\n",
+                 "FROM local/busybox:1\nRUN <<EOF\nFROM shop-web\nEOF\n"):
+        assert build_in(tmp_path, text)[1] == [], text
+    # a name the policy can not expand is refused, not guessed
+    for text in ('FROM "shop-web"\n', "ARG B=shop-web\nFROM ${B#x}\n", "\n"):
+        _, found = build_in(tmp_path, text)
+        assert [v.rule for v in found] == [NAMES], text
+        assert "the policy can not tell which images the build reads" in found[0].message
+
+
+def test_a_dockerfile_is_read_where_it_really_lies_and_never_through_a_new_symlink(
+        tmp_path: Path) -> None:
+    from pgo.policy import Unresolvable, read_file
+    checkout, found = build_in(tmp_path, "FROM local/busybox:1\n")
+    assert found == []
+    dockerfile = checkout / "app" / "Dockerfile"
+    assert read_file(str(dockerfile)) == b"FROM local/busybox:1\n"
+    assert read_file(str(checkout / "app" / "missing")) is None
+    # the real path, resolved before: a symlink put on the way since is not followed
+    (checkout / "app" / "link").symlink_to(dockerfile)
+    (checkout / "dirlink").symlink_to(checkout / "app")
+    for path in (checkout / "app" / "link", checkout / "dirlink" / "Dockerfile"):
+        with pytest.raises(Unresolvable, match="a symlink on the way"):
+            read_file(str(path))
+    os.mkfifo(checkout / "app" / "fifo")
+    with pytest.raises(Unresolvable, match="not a regular file"):
+        read_file(str(checkout / "app" / "fifo"))  # (opened as a bare handle: no wait)
+    with pytest.raises(Unresolvable, match="larger than"):
+        read_file(str(dockerfile), limit=4)
+    # a Dockerfile committed as a symlink within the checkout is judged where it leads
+    (checkout / "app" / "Other").write_text("FROM shop-web\n")
+    (checkout / "app" / "Dockerfile.link").symlink_to("Other")
+    m = model({"image": "web-app", "build": {"context": f"{checkout}/app",
+                                             "dockerfile": "Dockerfile.link"}})
+    found = judge(Model("", m), "web", "team", (), checkout, tmp_path / "data" / "web",
+                  others=("shop",))
+    assert [v.rule for v in found] == [NAMES]
+    # one outside the checkout is refused as such, and never read
+    (checkout / "app" / "Dockerfile.out").symlink_to("/etc/passwd")
+    m["services"]["app"]["build"]["dockerfile"] = "Dockerfile.out"
+    found = judge(Model("", m), "web", "team", (), checkout, tmp_path / "data" / "web",
+                  others=("shop",))
+    assert [v.rule for v in found] == [DATA]
+
+
+def test_a_dockerfile_a_container_may_write_is_refused() -> None:
+    """The build reads the Dockerfile again after its judgement, while the old containers
+    run: one in a writable mount could be rewritten in between."""
+    m = model({"image": "web-app", "volumes": [bind(f"{CHECKOUT}/app", "/app")],
+               "build": {"context": f"{CHECKOUT}/app", "dockerfile": "Dockerfile"}})
+    found = check(m)
+    assert [v.rule for v in found] == [DATA]
+    assert "make that mount read-only" in found[0].message
+    m["services"]["app"]["volumes"] = [bind(f"{CHECKOUT}/app", "/app", ro=True)]
+    assert check(m) == []
+
+
+def test_the_dockerfiles_of_one_model_are_parsed_within_a_budget() -> None:
+    """Every judgement runs in the one pgod: a model of many builds parses each Dockerfile
+    text once, and 1 MiB of them at most."""
+    line = "RUN echo " + "x" * 90 + "\n"
+    services = {f"b{i}": {"image": f"web-b{i}", "build": {
+        "context": CHECKOUT, "dockerfile_inline": f"FROM local/busybox:{i}\n" + line * 2500}}
+        for i in range(5)}
+    found = check({"name": SERVICE, "services": services})
+    assert [v.rule for v in found] == [NAMES]
+    assert "more than 1 MiB" in found[0].message
+    same = {k: {**v, "build": {**v["build"], "dockerfile_inline": "FROM a\n" + line * 2500}}
+            for k, v in services.items()}
+    assert check({"name": SERVICE, "services": same}) == []
+    many = "FROM a\n" + "".join(f"COPY --from=img{i} / /\n" for i in range(5000))
+    [v] = check(model({"image": "web-app", "build": {"context": CHECKOUT,
+                                                     "dockerfile_inline": many}}))
+    assert v.rule == NAMES and "names more than 4096 images" in v.message

@@ -17,6 +17,7 @@ from typing import Any
 
 from pgo.policy.model import (
     DATA,
+    REMOTE_CONTEXTS,
     UNKNOWN,
     Findings,
     Mount,
@@ -29,9 +30,6 @@ from pgo.policy.model import (
     parse_mount,
 )
 from pgo.policy.paths import Unresolvable, under
-
-# Build contexts that are fetched by the builder, not read from this machine's files.
-REMOTE_CONTEXTS = ("git@", "github.com/")
 
 # The host's time zone: these files, and the zone data they lead to, tell a container the
 # time zone and nothing else of the host. Bound read-only, written as they are.
@@ -173,6 +171,8 @@ def build_paths(raw: Any) -> list[tuple[str, str]]:
     context = str(build.get("context") or "")
     local = bool(context) and "://" not in context and not context.startswith(REMOTE_CONTEXTS)
     dockerfile = str(build.get("dockerfile") or "")
+    if local and not dockerfile and not isinstance(build.get("dockerfile_inline"), str):
+        dockerfile = "Dockerfile"  # (compose v1 does not print the default)
     if local:
         out.append(("build context", context))
     if dockerfile.startswith("/") or (dockerfile and local):
@@ -340,3 +340,15 @@ def nested(f: Findings) -> None:
                             "change the model between its judgement and the next deploy; "
                             f"{outer[2]}, or keep the files compose reads out of writable "
                             "mounts")
+    for name, raw in f.services.items():
+        # the Dockerfile is judged (pgo.policy.names), then read again by the build, while
+        # the old containers still run
+        for what, path in build_paths(as_map(raw).get("build")):
+            real = f.real(path) if what == "build dockerfile" else None
+            outer = next((w for w in writable if real is not None and under(real, w[0])),
+                         None)
+            if outer is not None:
+                f.add(str(name), DATA, f"{what} {path} lies in {outer[0]}, which {outer[1]}: "
+                                       "it could change the Dockerfile between its judgement "
+                                       f"and the build; {outer[2]}, or keep the Dockerfile "
+                                       "out of writable mounts")

@@ -20,6 +20,9 @@ PORTS = "no-ports"
 NETWORKS = "own-networks"
 UNKNOWN = "not-judged"
 
+# Build contexts that are fetched by the builder, not read from this machine's files.
+REMOTE_CONTEXTS = ("git@", "github.com/")
+
 
 @dataclass(frozen=True)
 class Service:
@@ -84,6 +87,7 @@ class Findings:
         self.read = read
         self.found: list[Violation] = []
         self.lifted: list[Lifted] = []
+        self.memo: dict[str, Any] = {}  # what a rule keeps for the rest of the judgement
         self.services: Mapping[str, Any] = as_map(model.get("services"))
         self.volumes: Mapping[str, Any] = as_map(model.get("volumes"))
         self.networks: Mapping[str, Any] = as_map(model.get("networks"))
