@@ -144,6 +144,8 @@ def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float,
         ("reconciled", ago(st.last_reconcile, now)),
         ("running", "yes" if running else "no"),
     ]
+    if svc.cfg.allow:  # the operator's exceptions to the compose policy (pgo.toml `allow`)
+        rows.append(("allowed", ", ".join(map(str, svc.cfg.allow))))
     if stopfile:
         rows.append(("held", f"down by the stop file {svc.paths.stopfile(svc.name)}"))
     if st.hold:

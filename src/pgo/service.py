@@ -500,7 +500,7 @@ class TrackedService:
         routes = self.fleet().routes_of_others(self.name) if self.fleet else {}
         found = judge(model, self.name, self.cfg.user, self.cfg.networks,
                       checkout or self.paths.checkout(self.name), self.paths.data(self.name),
-                      routes)
+                      routes, allow=self.cfg.allow)
         return [redact(str(v), self.secrets) for v in found]  # (a model holds plaintext)
 
     def _refuse(self, verdict: Verdict) -> Outcome:

@@ -1,12 +1,15 @@
 """`pgod check`: validate a config; with --service NAME PATH, judge a compose project.
 
-    pgod check -c CONFIG [--datadir DIR]                     exit 0 valid, 2 not
+    pgod check -c CONFIG [--datadir DIR]                     exit 0 valid, 2 not (and the
+                                                             services' exceptions)
     pgod check -c CONFIG [--datadir DIR] --service NAME PATH exit 0 accepted, 1 refused,
                                                              2 usage or config error
 
 Judging runs the real compose tool on PATH exactly as a deploy of NAME would (`config` with
 project name NAME, NAME's compose file and environment), then the same judge pgod uses, with
-PATH standing for NAME's checkout. As root, compose runs as NAME's user (so it reads only what
+PATH standing for NAME's checkout: one line per violation, and one per violation an
+operator exception of NAME's (`allow`) lifted, or per exception the project does not need. As
+root, compose runs as NAME's user (so it reads only what
 that user may read, as in a deploy); otherwise it runs as the invoking user, which is how a
 team runs it in CI: there NAME's user need not exist on the machine.
 
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pgo import compose, config
 from pgo.errors import CommandError, ComposeError, PgoError, SecretError
-from pgo.policy import judge
+from pgo.policy import judgement
 from pgo.runner import RunAs, Runner, redact
 
 if TYPE_CHECKING:
@@ -80,6 +83,9 @@ def main(argv: list[str]) -> int:
         return 2
     if args.service is None:
         print(f"{args.config}: ok, {len(cfg.services)} service(s)")
+        for s in cfg.services:
+            if s.allow:
+                print(f"{s.name}: allowed {', '.join(map(str, s.allow))}")
         return 0
     svc = cfg.get(args.service)
     if svc is None:
@@ -208,11 +214,15 @@ async def _judge_in(svc: config.Service, workdir: Path, path: Path, paths: Paths
     except (PgoError, OSError) as e:
         print(f"pgod check: compose config: {shown(str(e))}", file=sys.stderr)
         return 2
-    found = judge(model, svc.name, svc.user, svc.networks, workdir, paths.data(svc.name),
-                  routes)
-    for v in found:
+    verdict = judgement(model, svc.name, svc.user, svc.networks, workdir,
+                        paths.data(svc.name), routes, allow=svc.allow)
+    for lifted in verdict.lifted:
+        print(f"{svc.name}: {shown(str(lifted))}")
+    for allow in verdict.unused:
+        print(f"{svc.name}: allow {allow}: not needed by this project")
+    for v in verdict.violations:
         print(f"{svc.name}: {shown(str(v))}")
-    if found:
+    if verdict.violations:
         return 1
     services = len(model.data.get("services") or {})
     why = " (root: the policy does not apply)" if svc.is_root else ""
