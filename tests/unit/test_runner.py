@@ -70,15 +70,22 @@ def test_a_slow_sink_gets_everything_in_order() -> None:
     assert b"".join(got) == b"".join(b"%d\n" % i for i in range(1, 100001))
 
 
-def test_cancelling_a_stream_ends_the_process_group_and_leaves_no_fd(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["run", "stream"])
+def test_cancelling_ends_the_process_group_and_leaves_no_fd(tmp_path: Path, how: str) -> None:
+    """A cancelled command (a pass or a client that went away) leaves no process, not even
+    the command's own children, and no file descriptor behind."""
     pidfile = tmp_path / "pid"
 
     async def sink(b: bytes) -> None:
         pass
 
+    async def call(argv: list[str]) -> object:
+        if how == "run":
+            return await Runner().run(argv)
+        return await Runner().stream(argv, stdout=sink, stderr=sink)
+
     async def go() -> None:
-        task = asyncio.create_task(Runner().stream(
-            ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], stdout=sink, stderr=sink))
+        task = asyncio.create_task(call(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"]))
         for _ in range(500):  # the child's child has started
             if pidfile.exists() and pidfile.read_text().strip():
                 break
@@ -97,7 +104,7 @@ def test_cancelling_a_stream_ends_the_process_group_and_leaves_no_fd(tmp_path: P
             os.kill(child, 0)
             time.sleep(0.05)
     with pytest.raises(FileNotFoundError):
-        asyncio.run(Runner().stream(["/nonexistent/program"], stdout=sink, stderr=sink))
+        asyncio.run(call(["/nonexistent/program"]))
     assert len(os.listdir("/proc/self/fd")) == fds
 
 

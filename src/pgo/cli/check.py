@@ -33,22 +33,16 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from pgo import compose, config
+from pgo.cli.common import Parser, Usage, load, service
 from pgo.errors import CommandError, ComposeError, PgoError, SecretError
 from pgo.policy import judgement
 from pgo.runner import RunAs, Runner, redact
 
 if TYPE_CHECKING:
     from pgo.service import Paths
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,12 +67,11 @@ def main(argv: list[str]) -> int:
         print("pgod check: --service NAME and PATH go together (see --help)", file=sys.stderr)
         return 2
     root = os.geteuid() == 0
-    try:
-        if args.service is None or root:
-            cfg = config.load(args.config)
-        else:  # CI: the service's user need not exist here, compose runs as the caller
-            cfg = config.load(args.config, known_user=lambda _: True)
-    except PgoError as e:
+    try:  # (in CI the service's user need not exist: compose runs as the caller)
+        cfg = load(args.config, None if args.service is None or root else lambda _: True)
+        svc = None if args.service is None else \
+            service("pgod check", cfg, args.service, args.config)
+    except Usage as e:
         print(e, file=sys.stderr)
         return 2
     if args.service is None:
@@ -87,10 +80,7 @@ def main(argv: list[str]) -> int:
             if s.allow:
                 print(f"{s.name}: allowed {', '.join(map(str, s.allow))}")
         return 0
-    svc = cfg.get(args.service)
-    if svc is None:
-        print(f"pgod check: no service {args.service!r} in {args.config}", file=sys.stderr)
-        return 2
+    assert svc is not None
     path = Path(args.path).absolute()
     if not path.is_dir():
         print(f"pgod check: {path}: not a directory", file=sys.stderr)

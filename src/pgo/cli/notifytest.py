@@ -10,15 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import NoReturn
 
-from pgo import config, notifications
-from pgo.errors import PgoError
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+from pgo import notifications
+from pgo.cli.common import Parser, Usage, load, service
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,12 +28,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        cfg = config.load(args.config)
-    except PgoError as e:
+        cfg = load(args.config)
+        service("pgod notify-test", cfg, args.name, args.config)
+    except Usage as e:
         print(e, file=sys.stderr)
-        return 2
-    if cfg.get(args.name) is None:
-        print(f"pgod notify-test: no service {args.name!r} in {args.config}", file=sys.stderr)
         return 2
     urls = cfg.notify_urls(args.name)
     if not urls:

@@ -8,9 +8,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from pgo import __version__, compose, config
+from pgo.cli.common import Parser
 from pgo.duration import parse_addr, parse_duration
 from pgo.errors import PgoError
 
@@ -44,13 +44,6 @@ def _flag(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:

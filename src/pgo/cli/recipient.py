@@ -12,17 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-from pgo import config
-from pgo.errors import PgoError, SecretError
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+from pgo.cli.common import Parser, Usage, load, service
+from pgo.errors import SecretError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,13 +31,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        cfg = config.load(args.config)
-    except PgoError as e:
+        svc = service("pgod recipient", load(args.config), args.name, args.config)
+    except Usage as e:
         print(e, file=sys.stderr)
-        return 2
-    svc = cfg.get(args.name)
-    if svc is None:
-        print(f"pgod recipient: no service {args.name!r} in {args.config}", file=sys.stderr)
         return 2
     from pgo.secrets import identity
     from pgo.service import Paths
