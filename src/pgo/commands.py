@@ -19,6 +19,7 @@ the history and freezes there.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pgo.errors import CommandError, PgoError
 from pgo.request import NOT_ACCEPTABLE, Checked, Flag, Refused, Spec, compose_args
+from pgo.runner import redact
 from pgo.state import Hold, Outcome, VerdictKind
 
 if TYPE_CHECKING:
@@ -197,10 +199,14 @@ async def _load(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, er
     if desired and desired != head and not svc.cfg.is_root:
         head = desired
         verdict = await svc.judge_commit(desired)
-        if verdict.kind is VerdictKind.ERROR:
+        if verdict.kind in (VerdictKind.ERROR, VerdictKind.SECRETS):
             await err(line(f"refused: commit {desired[:8]}: {verdict.reasons[0]}"))
             return 1
         violations = list(verdict.reasons)
+    elif (refused := svc.state.verdict) is not None and refused.commit == head \
+            and refused.kind is VerdictKind.SECRETS:  # (the checkout holds ciphertext)
+        await err(line(f"refused: commit {head[:8]}: {refused.reasons[0]}"))
+        return 1
     else:
         verdict = await svc.judge_model(head, await svc.project.config())
         if verdict.kind is VerdictKind.ERROR:
@@ -225,15 +231,19 @@ def ago(t: float, now: float) -> str:
 
 
 def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float,
-                 behind: str = "", containers: Sequence[Container] = ()) -> list[str]:
+                 behind: str = "", containers: Sequence[Container] = (),
+                 recipient: str = "") -> list[str]:
     st = svc.state
     rows = [
         ("service", f"{svc.name} (user {svc.cfg.user}, branch {svc.cfg.branch})"),
+        *([("recipient", recipient)] if recipient else []),
         ("desired", st.desired_commit[:8] or "-"),
         ("applied", f"{st.applied_commit[:8] or '-'} at {ago(st.applied_at, now)}"),
         ("reconciled", ago(st.last_reconcile, now)),
         ("running", "yes" if running else "no"),
     ]
+    if svc.cfg.allow:  # the operator's exceptions to the compose policy (pgo.toml `allow`)
+        rows.append(("allowed", ", ".join(map(str, svc.cfg.allow))))
     if stopfile:
         rows.append(("held", f"down by the stop file {svc.paths.stopfile(svc.name)}"))
     if st.hold:
@@ -278,8 +288,28 @@ async def _status(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, 
         containers = []
     stopfile = svc.paths.stopfile(svc.name).exists()
     behind = await _behind(svc) if svc.state.frozen else ""
-    await out(line("\n".join(status_lines(svc, running, stopfile, time.time(), behind,
-                                          containers))))
+    try:
+        recipient = await _recipient_of(svc)
+    except PgoError as e:
+        recipient = f"- ({e})"
+    text = "\n".join(status_lines(svc, running, stopfile, time.time(), behind, containers,
+                                  recipient))
+    await out(line(redact(text, svc.secrets)))
+    return 0
+
+
+async def _recipient_of(svc: TrackedService) -> str:
+    """The age recipient a team encrypts its SOPS documents for (the service's own key is
+    made if it has none yet); SecretError when its identities can not be had."""
+    from pgo.secrets import identity  # (not at import: pgoctl reads this table)
+
+    ids = await asyncio.to_thread(identity.for_service, svc.cfg, svc.paths.private(svc.name))
+    return ids.recipient
+
+
+async def _recipient(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
+                     ) -> int:
+    await out(line(await _recipient_of(svc)))
     return 0
 
 
@@ -362,6 +392,8 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
     Spec("unfreeze", "follow upstream again (and reconcile now)", _unfreeze, lock=True),
     Spec("rollback", "deploy an earlier commit of the history (default: the last good one "
          "before what runs) and freeze there", _rollback, lock=True, positional="commit"),
+    Spec("recipient", "the age recipient to encrypt the repository's SOPS files for",
+         _recipient),
     Spec("ping", "check that the key works", _ping),
     Spec("journal", "the service user's lines in the system journal", _journal,
          flags=JOURNAL_FLAGS),

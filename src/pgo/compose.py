@@ -275,7 +275,7 @@ class Project:
         self.binary = tuple(binary)
         self.compose_file = compose_file
         self.env = dict(env or {})
-        self.secrets = tuple(secrets)
+        self.secrets = secrets  # (not copied: the service's list grows as documents decrypt)
         self.log = log or logging.getLogger("pgo.compose")
 
     @property
@@ -336,9 +336,13 @@ class Project:
                 data = await self._parse_yaml(text, "compose config")
             uninterpolated = await raw
             written = None
+            interpolated: dict[str, str] = {}
             if cm.interpolated_read_files(uninterpolated):
                 written = await self._uninterpolated("--no-path-resolution")
-            data = cm.with_read_files(data, uninterpolated, written, self.env)
+                texts = cm.read_file_texts(written)
+                if texts and not any(what == "include" for what, _ in files):
+                    interpolated = await self._interpolate(texts, files[0][1])
+            data = cm.with_read_files(data, uninterpolated, written, self.env, interpolated)
         finally:
             for task in tasks:
                 task.cancel()
@@ -441,6 +445,28 @@ class Project:
             why = str(e).removeprefix("compose file does not load: ")
             raise ComposeError(f"compose file does not load without interpolation: {why}") \
                 from None
+
+    async def _interpolate(self, texts: list[str], main: str) -> dict[str, str]:
+        """What compose makes of `texts` (env and label file paths as written) when it
+        interpolates the project: the same compose, environment and project directory (so
+        the same .env, which the policy judges where it lies), given a document that holds
+        the texts as label values. A text it can not interpolate (`${X:?...}` unset) or
+        a run that fails leaves them all out: the policy refuses what still holds `$`.
+        (Files an `include` brings in are interpolated with their own environment: the
+        caller does not ask then.) `main`: the compose file, absolute."""
+        argv = [*self.binary, "--project-name", self.name, "--project-directory",
+                posixpath.dirname(main), "--file", "-", "config", "--format", "json"]
+        if cm.PRLIMIT is not None:
+            argv = [cm.PRLIMIT, f"--data={cm.CONFIG_MEMORY}", "--", *argv]
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
+                                    env=self.env, timeout=CONFIG_TIMEOUT, secrets=self.secrets,
+                                    stdin=cm.interpolation_doc(texts), service=self.name)
+        if res.returncode != 0 or len(res.stdout) > cm.MAX_MODEL:
+            return {}
+        try:
+            return cm.interpolated_texts(texts, json.loads(res.stdout))
+        except ValueError:
+            return {}
 
     async def _raw_extension(self) -> Any:
         try:

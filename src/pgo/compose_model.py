@@ -8,6 +8,7 @@ and the files compose reads to build the model (.env, include, extends: model_fi
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -51,14 +52,17 @@ VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)
 
 
 def with_read_files(model: dict[str, Any], raw: Any, written: Any = None,
-                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                    env: Mapping[str, str] | None = None,
+                    interpolated: Mapping[str, str] | None = None) -> dict[str, Any]:
     """`model` with each service's env_file and label_file paths put back as compose opens
     them, so that the policy can judge which host files the compose tool reads into the
     container. `raw` is compose's view before interpolation (`--no-interpolate`: absolute,
     `${...}` left as written); for a path with `${...}` in it, `written` (the same view with
-    `--no-path-resolution`) tells what was written, and the variables of `env` that pgod
-    sets (PGO_DATA, PGO_SERVICE) are put in. A path that still holds `$` is left so (the
-    policy refuses it). Compose v2 only: v1 inlines them even with --no-interpolate."""
+    `--no-path-resolution`) tells what was written, and `interpolated` what compose made of
+    that text (written -> interpolated, see read_file_texts); without it, the variables of
+    `env` that pgod sets (PGO_DATA, PGO_SERVICE) are put in. A path that still holds `$` is
+    left so (the policy refuses it). Compose v2 only: v1 inlines them even with
+    --no-interpolate."""
     raw_services = raw.get("services") if isinstance(raw, dict) else None
     services = model.get("services")
     if not isinstance(raw_services, dict) or not isinstance(services, dict):
@@ -78,8 +82,44 @@ def with_read_files(model: dict[str, Any], raw: Any, written: Any = None,
                 else []
             if len(spelled) != len(paths):
                 spelled = [None] * len(paths)
-            svc[key] = [_opened_path(p, w, known) for p, w in zip(paths, spelled, strict=True)]
+            svc[key] = [_opened_path(p, w, known, interpolated or {})
+                        for p, w in zip(paths, spelled, strict=True)]
     return model
+
+
+def read_file_texts(written: Any) -> list[str]:
+    """The env and label file paths of compose's view as written (`--no-interpolate
+    --no-path-resolution`) that hold `$`: the texts compose interpolates to open them."""
+    services = written.get("services") if isinstance(written, dict) else None
+    if not isinstance(services, dict):
+        return []
+    return list(dict.fromkeys(
+        p for svc in services.values() if isinstance(svc, dict)
+        for key in READ_FILE_KEYS for p in _read_file_paths(svc.get(key))
+        if isinstance(p, str) and "$" in p))
+
+
+# The one compose service of the document pgod has compose interpolate texts in.
+INTERPOLATE = "pgo-interpolate"
+
+
+def interpolation_doc(texts: list[str]) -> bytes:
+    """A compose document (JSON is YAML) that holds `texts` as label values, for compose to
+    interpolate as it interpolates the project's own files."""
+    labels = {f"pgo.{i}": text for i, text in enumerate(texts)}
+    return json.dumps({"services": {INTERPOLATE: {"image": INTERPOLATE,
+                                                  "labels": labels}}}).encode()
+
+
+def interpolated_texts(texts: list[str], printed: Any) -> dict[str, str]:
+    """text -> what compose made of it, from its model of interpolation_doc(texts)."""
+    services = printed.get("services") if isinstance(printed, dict) else None
+    svc = services.get(INTERPOLATE) if isinstance(services, dict) else None
+    labels = svc.get("labels") if isinstance(svc, dict) else None
+    if not isinstance(labels, dict):
+        return {}
+    return {text: labels[f"pgo.{i}"] for i, text in enumerate(texts)
+            if isinstance(labels.get(f"pgo.{i}"), str)}
 
 
 def yaml_model(text: str, what: str) -> dict[str, Any]:
@@ -113,14 +153,20 @@ def _read_file_paths(entries: Any) -> list[Any]:
             for e in (entries if isinstance(entries, list) else [entries])]
 
 
-def _opened_path(resolved: Any, written: Any, env: Mapping[str, str]) -> Any:
+def _opened_path(resolved: Any, written: Any, env: Mapping[str, str],
+                 interpolated: Mapping[str, str]) -> Any:
     """The path compose opens for an env or label file: `resolved` as compose made it
-    absolute before interpolation; `written` as the compose file spells it."""
+    absolute before interpolation; `written` as the compose file spells it; `interpolated`
+    what compose made of written texts."""
     if not isinstance(resolved, str) or "$" not in resolved:
         return resolved
-    if not isinstance(written, str) or "$$" in written:
+    if not isinstance(written, str):
         return resolved
-    value = VAR_RE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), written)
+    value = interpolated.get(written)
+    if value is None:
+        if "$$" in written:
+            return resolved
+        value = VAR_RE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), written)
     if "$" in value:
         return resolved
     if value.startswith("/"):  # interpolated first, then taken as it is (absolute)

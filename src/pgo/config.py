@@ -1,8 +1,9 @@
 """pgo.toml -> frozen dataclasses. Every check of the configuration file lives here.
 
 The format is the original Go pgo's, unchanged, plus optional keys of pgo's own:
-`webhook_secret`, `notify` and `age_identity` in a service, and `notify` at the top level
-(the default of every service that sets none). Any problem is a ConfigError whose message
+`webhook_secret`, `notify`, `age_identity` and `allow` (operator exceptions to the compose
+policy, each entry checked by pgo.allow) in a service, and `notify` at the top level (the
+default of every service that sets none). Any problem is a ConfigError whose message
 names the file, the service and the key (never a value that may be a secret).
 """
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgo.allow import Allow, AllowError
+from pgo.allow import parse as parse_allow
 from pgo.errors import ConfigError, PgoError
 from pgo.target import NAME_RE as NAME_RE  # (the service-name pattern, re-exported)
 from pgo.target import parse_target
@@ -44,6 +47,7 @@ KEYS = {
     "webhook_secret": str,
     "notify": list,
     "age_identity": str,
+    "allow": list,
 }
 TOP_KEYS = ("services", "notify")
 REQUIRED = ("name", "user", "repository")
@@ -87,6 +91,8 @@ class Service:
     notify: tuple[str, ...] | None = field(default=None, repr=False)
     # a file of age identities the service decrypts SOPS documents with (None: its own)
     age_identity: str | None = None
+    # operator exceptions to the compose policy (pgo.allow), each lifting one rule
+    allow: tuple[Allow, ...] = ()
 
     @property
     def is_root(self) -> bool:
@@ -296,6 +302,8 @@ def _service(
             or age_identity.endswith("/") or any(c in age_identity for c in "\0\n\r")):
         raise err("age_identity", "must be the absolute path of a file of age identities")
 
+    allowed = allow_list(t.get("allow", []), user, lambda msg: err("allow", msg))
+
     return Service(
         name=name,
         user=user,
@@ -312,7 +320,27 @@ def _service(
         webhook_secret=secret,
         notify=notify,
         age_identity=age_identity,
+        allow=allowed,
     )
+
+
+def allow_list(value: list[Any], user: str, err: Callable[[str], ConfigError]
+               ) -> tuple[Allow, ...]:
+    """The operator exceptions of one service (pgo.allow), each entry checked strictly."""
+    if value and user == "root":
+        raise err("a root service is not judged by the policy: there is nothing to allow")
+    out: list[Allow] = []
+    for entry in value:
+        if not isinstance(entry, str):
+            raise err(f"entries must be strings (KIND:VALUE), not {_typename(type(entry))}")
+        try:
+            got = parse_allow(entry)
+        except AllowError as e:
+            raise err(f"entry {entry!r}: {e}") from None
+        if got in out:
+            raise err(f"entry {entry!r}: listed twice")
+        out.append(got)
+    return tuple(out)
 
 
 def notify_list(value: Any, err: Callable[[str], ConfigError]) -> tuple[str, ...]:

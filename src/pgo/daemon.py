@@ -18,6 +18,7 @@ from pgo import caddy, config, nfs, notify, reload, xpgo
 from pgo.compose import Project, RunningProjects, engine_socket
 from pgo.errors import PgoError
 from pgo.runner import CommandRunner, Runner
+from pgo.secrets.identity import IDENTITY_FILE
 from pgo.service import STATE_DIR, Hooks, Paths, TrackedService
 
 log = logging.getLogger("pgo.daemon")
@@ -118,13 +119,24 @@ class Daemon:
             name = entry.name
             if name == STATE_DIR or name in keep or not entry.is_dir() or entry.is_symlink():
                 continue
-            if not config.NAME_RE.match(name) or not self.opts.paths.private(name).is_dir():
+            if not config.NAME_RE.match(name) or not self.set_up(name):
                 # only what pgod itself set up is ever removed (-d may hold other things)
                 log.warning("%s is not a service directory pgod made; leaving it alone", entry)
                 continue
             await self.remove_service_dir(name)
 
+    def set_up(self, name: str) -> bool:
+        """Did pgod set service `name` up in --dir? (Its private directory holds more than
+        a key kept from its removal.)"""
+        try:
+            return any(e.name != IDENTITY_FILE for e in self.opts.paths.private(name).iterdir())
+        except OSError:
+            return False
+
     async def remove_service_dir(self, name: str) -> None:
+        """Down a service no longer configured and remove its checkout and pgod's files of
+        it, but for its age identity: a service configured again under its name decrypts
+        what was encrypted for it (pgod(8) SECRETS)."""
         paths = self.opts.paths
         log.info("[%s] stale: no such service in %s; downing it and removing %s", name,
                  self.cfg.path, paths.checkout(name))
@@ -136,7 +148,16 @@ class Daemon:
             log.error("[%s] down of stale project failed: %s", name, e)
         await self.mounts.release(name, paths.data(name))
         shutil.rmtree(paths.checkout(name), ignore_errors=True)
-        shutil.rmtree(paths.private(name), ignore_errors=True)
+        private = paths.private(name)
+        with contextlib.suppress(OSError):
+            for entry in private.iterdir():
+                if entry.name == IDENTITY_FILE and not entry.is_symlink() and entry.is_file():
+                    log.info("[%s] keeping its age identity %s", name, entry)
+                elif entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            private.rmdir()  # (when no key was kept)
 
     async def track(self, svc: TrackedService) -> None:
         """The poll loop of one service: reconcile, sleep -t plus jitter (or until woken)."""

@@ -1,5 +1,9 @@
 """One service's git checkout: clone, fetch, reset, hash, and a commit checked out beside it
-to be judged before it reaches the checkout. git runs as the service's user."""
+to be judged before it reaches the checkout. git runs as the service's user.
+
+Every way a commit's files are written (clone, reset, worktree) ends with the one
+post-checkout step its owner installs (`after_checkout`: the service decrypts the commit's
+SOPS documents there), so no caller can check a commit out and skip it."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from pgo.errors import CommandError, FetchError
@@ -24,6 +28,10 @@ GITCONFIG = "[safe]\n\tdirectory = *\n[gc]\n\tauto = 0\n[core]\n\thooksPath = /d
 SCRATCH_PREFIX = "next-"  # a worktree() directory
 KEEP_REFS = "refs/pgo/"  # pgod's own refs in a checkout's repository (Checkout.keep)
 
+# The post-checkout step: called with the directory a commit was just checked out in (the
+# checkout, or a worktree() beside it) and the commit; what it raises, the caller gets.
+AfterCheckout = Callable[[Path, str], Awaitable[None]]
+
 GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
@@ -36,6 +44,7 @@ class Checkout:
         self, path: Path, url: str, branch: str, runner: CommandRunner, as_user: RunAs,
         *, gitconfig: Path, secrets: Sequence[str] = (), service: str = "",
         log: logging.LoggerAdapter[logging.Logger] | logging.Logger | None = None,
+        after_checkout: AfterCheckout | None = None,
     ) -> None:
         self.path = path
         self.gitconfig = gitconfig
@@ -44,9 +53,14 @@ class Checkout:
         self.branch = branch
         self.runner = runner
         self.as_user = as_user
-        self.secrets = tuple(secrets)
+        self.secrets = secrets  # (not copied: the service's list grows as documents decrypt)
         self.service = service
         self.log = log or logging.getLogger("pgo.git")
+        self.after_checkout = after_checkout
+
+    async def _checked_out(self, directory: Path, commit: str) -> None:
+        if self.after_checkout is not None:
+            await self.after_checkout(directory, commit)
 
     async def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         argv = ["git", *args]
@@ -60,6 +74,17 @@ class Checkout:
                 raise FetchError(e.what, e.returncode, e.output) from None
             raise
         return res.stdout.decode("utf-8", "replace").strip()
+
+    async def ls_files(self, directory: Path | None = None, *, modified: bool = False
+                       ) -> bytes:
+        """`git ls-files -z` in the checkout (or a worktree() of it): the tracked paths, or
+        with `modified` those whose files differ from the commit's, as git printed them."""
+        res = await self.runner.run(
+            ["git", "ls-files", "-z", *(["--modified"] if modified else [])],
+            as_user=self.as_user, cwd=str(directory or self.path),
+            env={**GIT_ENV, "GIT_CONFIG_GLOBAL": str(self.gitconfig)}, timeout=GIT_TIMEOUT,
+            secrets=self.secrets, service=self.service, check=True, what="git ls-files")
+        return res.stdout
 
     async def git(self, *args: str) -> str:
         """Any other git command in the checkout, as the service's user."""
@@ -100,6 +125,9 @@ class Checkout:
         self.prepare_dir()
         await self._git("clone", "--quiet", "--single-branch", "--branch", self.branch,
                         *(() if files else ("--no-checkout",)), "--", self.url, ".")
+        if files:
+            await self._checked_out(self.path, read_ref(self.path / ".git", "HEAD")
+                                    or await self.head())
 
     async def _replace_repository(self) -> None:
         """A new clone's `.git` in place of the checkout's, the working tree left as it is.
@@ -150,7 +178,10 @@ class Checkout:
         return True
 
     async def reset(self, commit: str) -> None:
+        """The checkout's files, index and HEAD made `commit`'s (then the post-checkout
+        step)."""
         await self._git("reset", "--quiet", "--hard", commit)
+        await self._checked_out(self.path, commit)
 
     async def head(self) -> str:
         return await self._git("rev-parse", "--verify", "HEAD^{commit}")
@@ -205,6 +236,7 @@ class Checkout:
                 os.chown(scratch, self.as_user.uid, self.as_user.gid)
             await self._git("worktree", "add", "--quiet", "--detach", "--force",
                             str(scratch), commit)
+            await self._checked_out(scratch, commit)
             yield scratch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

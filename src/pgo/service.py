@@ -20,11 +20,13 @@ from pathlib import Path
 
 from pgo import config, health, metrics, registry, xpgo
 from pgo.compose import Model, Project, RunningProjects
-from pgo.errors import CommandError, ComposeError, FetchError, PgoError
+from pgo.errors import CommandError, ComposeError, FetchError, PgoError, SecretError
 from pgo.gitrepo import GITCONFIG, Checkout
+from pgo.logtext import untrusted
 from pgo.policy import judge
 from pgo.rollout import LIVE, Rollout
-from pgo.runner import CommandRunner, RunAs
+from pgo.runner import CommandRunner, RunAs, redact
+from pgo.secrets import identity, inplace, tracked_files
 from pgo.state import Attempt, Outcome, State, Verdict, VerdictKind
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
@@ -32,10 +34,21 @@ __all__ = ["LIVE", "STATE_DIR", "Hooks", "Paths", "TrackedService"]
 
 
 class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with `[service]`."""
+    """Prefixes every line with `[service]`; the service's secrets (extra `secrets`, its
+    Redactions) are taken out of every line, whatever was formatted into it."""
 
     def process(self, msg: object, kwargs: object) -> tuple[str, object]:  # type: ignore[override]
         return f"[{self.extra['service']}] {msg}", kwargs  # type: ignore[index]
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        secrets = (self.extra or {}).get("secrets")
+        if secrets and self.isEnabledFor(level):
+            try:
+                text = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError, KeyError):  # (a bad format: still one line)
+                text = f"{msg} {args!r}"
+            msg, args = redact(text, secrets), ()  # type: ignore[arg-type]
+        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,11 @@ class TrackedService(Rollout):
         # every pass and every command that changes the project holds it; the daemon owns
         # it, so that a successor made by a config reload holds the same one
         self.lock = lock or asyncio.Lock()
-        self.log = Logger(logging.getLogger("pgo.service"), {"service": cfg.name})
+        # What is never printed for this service: one list, shared by its checkout, its
+        # projects, its log and the runner; it grows as the commit's SOPS documents decrypt.
+        self.secrets = inplace.Redactions(cfg.secrets())
+        self.log = Logger(logging.getLogger("pgo.service"),
+                          {"service": cfg.name, "secrets": self.secrets})
         self.state = State.load(paths.state(cfg.name), self.log)
         # the health gate's deadline and settle time where x-pgo sets none (pgod's flags)
         self.defaults = defaults or xpgo.Settings()
@@ -129,11 +146,13 @@ class TrackedService(Rollout):
         self.activity = ""  # what the pass under way is doing, for //status ("": none)
         self.trigger = ""  # what asked for the pass under way
         self.as_user = as_user or RunAs.lookup(cfg.user, home=self._home())
-        self.secrets = cfg.secrets()
         self.checkout = Checkout(paths.checkout(cfg.name), cfg.repository, cfg.branch, runner,
                                  self.as_user, gitconfig=paths.gitconfig(),
                                  secrets=self.secrets, service=cfg.name,
-                                 log=self.log)
+                                 log=self.log, after_checkout=self._checked_out)
+        # The commit whose SOPS documents this tracker decrypted in the checkout (or found
+        # decrypted); "" until then, or after a reset whose documents did not decrypt.
+        self.decrypted_at = ""
         self.project = self.project_in(paths.checkout(cfg.name), running=running)
         self.wake = asyncio.Event()
         self.woken_by = ""  # what set `wake` (wake_for), for the pass's trigger
@@ -200,6 +219,11 @@ class TrackedService(Rollout):
                     raise PgoError(f"{d} is a symlink; refusing to use it")
                 os.chown(d, *owner)
                 os.chmod(d, mode)
+        if not self.cfg.age_identity:  # the service's own key, made on its first start
+            try:
+                identity.ensure(self.paths.private(self.name))
+            except SecretError as e:
+                self.log.error("its age identity: %s", e)
         if registry.forget_logins(self.docker_config()):  # a pgod that died while logged in
             self.log.warning("removed registry credentials left in %s",
                              self.docker_config() / "config.json")
@@ -239,7 +263,7 @@ class TrackedService(Rollout):
                 self.verified = True
             except PgoError as e:
                 outcome = Outcome.FAILED
-                self.state.last_error = str(e)
+                self.state.last_error = redact(str(e), self.secrets)
                 self.log.error("%s", e)
             finally:
                 self.activity = ""
@@ -310,26 +334,109 @@ class TrackedService(Rollout):
             return None
         try:
             verdict = await self.judge_commit(commit)
-        except (CommandError, OSError) as e:  # could not judge it: keep it out, try again
+        except (CommandError, OSError, inplace.KeyUnavailable) as e:  # keep it out, try again
             verdict = Verdict(commit, kind=VerdictKind.UNJUDGED, reasons=(str(e),))
         return None if verdict.kind is VerdictKind.ACCEPTED else verdict
 
     async def judge_commit(self, commit: str) -> Verdict:
         """The verdict on `commit`, checked out beside the checkout (Checkout.worktree) and
         loaded there by the compose tool with the deploy's project name and environment.
-        CommandError or OSError when it can not be checked out or loaded at all."""
-        async with self.checkout.worktree(commit, self.paths.private(self.name)) as tree:
-            try:
-                model = await self.project_in(tree).config()
-            except ComposeError as e:
-                return Verdict(commit, kind=VerdictKind.ERROR, reasons=(str(e),))
-            verdict = await self.judge_model(commit, model, checkout=tree)
+        Its SOPS documents are decrypted there first (_checked_out): one that does not
+        decrypt refuses it. CommandError or OSError when it can not be checked out or loaded
+        at all, KeyUnavailable when the service's identities can not be had."""
+        try:
+            async with self.checkout.worktree(commit, self.paths.private(self.name)) as tree:
+                try:
+                    model = await self.project_in(tree).config()
+                except ComposeError as e:
+                    return Verdict(commit, kind=VerdictKind.ERROR, reasons=(str(e),))
+                verdict = await self.judge_model(commit, model, checkout=tree)
+        except inplace.KeyUnavailable:
+            raise
+        except SecretError as e:
+            return Verdict(commit, kind=VerdictKind.SECRETS, reasons=(str(e),))
         return Verdict(commit, kind=verdict.kind, reasons=verdict.reasons)
+
+    # -- secrets: every commit checked out is decrypted where it lies -------------------
+
+    async def _checked_out(self, tree: Path, commit: str) -> None:
+        """The post-checkout step (Checkout calls it after every clone, reset and worktree):
+        `commit`'s SOPS documents in `tree` decrypted in place, their values redacted from
+        now on. When `tree` is the checkout and a document does not decrypt, the commit is
+        refused (recorded as the verdict, as a policy refusal is; the checkout keeps the
+        ciphertext, nothing of it is deployed). Raises what decrypt_tree raises."""
+        await self._decrypt(tree, commit, tracked_files(await self.checkout.ls_files(tree)))
+
+    async def _decrypt(self, tree: Path, commit: str, tracked: list[str]) -> None:
+        in_checkout = tree == self.checkout.path
+        if in_checkout:
+            self.decrypted_at = ""
+            self.judged = None
+        try:
+            done = await inplace.decrypt_tree(tree, tracked, self.cfg,
+                                              self.paths.private(self.name),
+                                              (self.as_user.uid, self.as_user.gid))
+        except inplace.KeyUnavailable:
+            raise  # (the machine's to fix: not a verdict on the commit)
+        except SecretError as e:
+            if in_checkout:
+                await self._refuse_secrets(commit, e)
+            raise
+        self.secrets.add(done.secrets)
+        for rel in done.mismatched:  # (names are the team's: escaped, as a client's text)
+            self.log.warning("commit %s: %s looks like a SOPS document of another format "
+                             "than its name says (sops reads it as binary); left as it is",
+                             commit[:8], untrusted(rel))
+        if done.files:
+            self.log.info("commit %s: decrypted %d SOPS document(s)%s: %s", commit[:8],
+                          len(done.files), "" if in_checkout else " beside the checkout",
+                          untrusted(", ".join(done.files[:10])
+                                    + (" ..." if len(done.files) > 10 else ""), 400))
+        if in_checkout:
+            self.decrypted_at = commit
+            if self._secrets_refusal(commit) is not None:
+                self.state.verdict = None  # (decrypts now: judged afresh)
+
+    async def _restore(self, head: str) -> None:
+        """The checkout as this tracker finds it (left by a pgod before it, or by a
+        decryption that failed): its documents still encrypted are decrypted now, and the
+        values of those decrypted before (their files differ from the commit's) are read
+        from the commit checked out beside it. Raises as _checked_out does."""
+        tracked = tracked_files(await self.checkout.ls_files())
+        changed = set(tracked_files(await self.checkout.ls_files(modified=True))) \
+            if tracked else set()
+        if changed:
+            try:
+                async with self.checkout.worktree(head, self.paths.private(self.name)):
+                    pass  # (decrypted there by _checked_out: its values are redacted now)
+            except inplace.KeyUnavailable:
+                raise
+            except SecretError as e:
+                await self._refuse_secrets(head, e)
+                raise
+        await self._decrypt(self.checkout.path, head,
+                            [t for t in tracked if t not in changed])
+
+    async def _refuse_secrets(self, commit: str, e: SecretError) -> None:
+        """The checkout's `commit` refused: a document of it does not decrypt."""
+        self.decrypted_at = ""
+        verdict = Verdict(commit, kind=VerdictKind.SECRETS, reasons=(str(e),))
+        if verdict != self.state.verdict:
+            await self._refuse(verdict)
+            self.save()
+
+    def _secrets_refusal(self, commit: str) -> Verdict | None:
+        """The refusal of `commit` because its documents did not decrypt, if it stands."""
+        v = self.state.verdict
+        return v if v is not None and v.kind is VerdictKind.SECRETS and v.commit == commit \
+            else None
 
     async def _judge_checkout(self, head: str) -> tuple[Verdict, Model | None]:
         """The verdict on the checkout's commit and its model (None: it did not load):
         this tracker's own when it judged `head` before, else the model is loaded, and
         judged unless an earlier pgod refused the same model of the same commit."""
+        if (refused := self._secrets_refusal(head)) is not None:
+            return refused, None  # the checkout holds ciphertext: nothing to load
         if self.judged is not None and self.judged[0].commit == head:
             return self.judged
         try:
@@ -369,7 +476,10 @@ class TrackedService(Rollout):
 
     async def _converge(self, trigger: str, *, manual: bool = False) -> Outcome:
         st = self.state
-        sync = await self._sync_checkout()
+        try:
+            sync = await self._sync_checkout()
+        except SecretError:  # reset into the checkout, not decrypted: refused (_checked_out),
+            sync = Synced(await self.checkout.head())  # or tried again below
         head = sync.head
         st.desired_commit = sync.kept_out.commit if sync.kept_out else sync.upstream or head
 
@@ -388,6 +498,13 @@ class TrackedService(Rollout):
         if st.hold:
             st.last_error = sync.error
             return Outcome.HELD  # until pgoctl lifts it
+        if self.decrypted_at != head and (manual or self._secrets_refusal(head) is None):
+            try:  # this tracker's first sight of the checkout, or a failed decryption
+                await self._restore(head)
+            except inplace.KeyUnavailable:
+                raise  # (the pass fails, and says why)
+            except SecretError:  # refused, and recorded (_judge_checkout says so)
+                pass
         if sync.kept_out is not None:
             kept_out = await self._kept_out(sync.kept_out)
             if not manual:
@@ -465,8 +582,9 @@ class TrackedService(Rollout):
         routes = self.fleet().routes_of_others(self.name) if self.fleet else {}
         found = await asyncio.to_thread(
             judge, model, self.name, self.cfg.user, self.cfg.networks,
-            checkout or self.paths.checkout(self.name), self.paths.data(self.name), routes)
-        return [str(v) for v in found]
+            checkout or self.paths.checkout(self.name), self.paths.data(self.name), routes,
+            allow=self.cfg.allow)
+        return [redact(str(v), self.secrets) for v in found]  # (a model holds plaintext)
 
     async def _refuse(self, verdict: Verdict, *, record: bool = True) -> Outcome:
         """Record and log a refusal reached just now (`record`: in the history too)."""

@@ -67,6 +67,7 @@ class VerdictKind(enum.StrEnum):
     ACCEPTED = "accepted"
     POLICY = "policy"  # refused: the model breaks the policy
     ERROR = "error"  # refused: the model does not load (or its x-pgo is not valid)
+    SECRETS = "secrets"  # refused: a SOPS document of the commit does not decrypt
     UNJUDGED = "unjudged"  # could not be judged (git or compose did not run): try again
     FAILED = "failed"  # brought up, it failed (its health gate, or up itself): not again
 
@@ -84,7 +85,8 @@ class Verdict:
     @property
     def refused(self) -> bool:
         """Not to be deployed: retried only when upstream moves (or on //up)."""
-        return self.kind in (VerdictKind.POLICY, VerdictKind.ERROR, VerdictKind.FAILED)
+        return self.kind in (VerdictKind.POLICY, VerdictKind.ERROR, VerdictKind.SECRETS,
+                             VerdictKind.FAILED)
 
     def summary(self) -> str:
         what = "failed" if self.kind is VerdictKind.FAILED else "refused"

@@ -237,3 +237,66 @@ def test_a_service_can_not_join_nor_make_another_services_network(
     assert h.containers(attacker, all=True) == []
     net = h.run("docker", "network", "inspect", f"{victim}_default").stdout
     assert attacker not in net and victim in net
+
+
+# -- operator exceptions (issue 14, item 5) ----------------------------------------------------
+
+NET_ADMIN = h.WEB.replace('expose: ["8080"]\n', 'expose: ["8080"]\n    cap_add: [NET_ADMIN]\n')
+
+
+def test_an_exception_lifts_its_rule_for_its_service_only(
+        base: Path, projects: list[str], pgods: list[h.Pgod]) -> None:
+    """One repository (a VPN's compose file with cap_add NET_ADMIN), two services: the one
+    whose pgo.toml table allows the capability deploys it, and its container really has it
+    (it may change its network namespace); the other is refused. //status shows it."""
+    allowed, refused = h.unique("alw"), h.unique("ref")
+    projects += [allowed, refused]
+    key = base / "id_team"
+    h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    up = h.Upstream(base, "vpn")
+    up.write("compose.yaml", NET_ADMIN)
+    up.write("ssh/team.pub", Path(f"{key}.pub").read_text())
+    commit = up.commit("a VPN needs NET_ADMIN")
+    pgod = start(base, pgods, [service(allowed, up, allow=["cap_add:NET_ADMIN"]),
+                               service(refused, up)])
+    [cid] = h.wait_until(lambda: h.container_ids(allowed), what="the allowed deployment")
+    caps = h.inspect(cid)["HostConfig"]["CapAdd"]
+    assert [c.removeprefix("CAP_") for c in caps] == ["NET_ADMIN"], caps
+    r = h.run("docker", "exec", cid, "ip", "link", "set", "lo", "mtu", "1400", check=False)
+    assert r.returncode == 0, r.stderr
+    line = pgod.wait_log(rf"\[{refused}\] commit {commit[:8]} refused \(policy\)")
+    assert "compose service web: cap_add NET_ADMIN: a capability beyond Docker's default " \
+        "set [own-privileges]" in line, line
+    h.next_cycle(pgod, refused)
+    assert h.containers(refused, all=True) == []
+    status = h.run(h.PGOCTL, "-i", str(key), "-p", str(pgod.ssh_port), "--",
+                   f"127.0.0.1:{allowed}//status", check=False,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(base),
+                        "PGOCTL_KNOWN_HOSTS": str(base / "known")})
+    assert status.returncode == 0, status.stderr
+    assert "allowed:    cap_add:NET_ADMIN\n" in status.stdout, status.stdout
+
+
+def test_check_shows_the_exceptions_it_applied(
+        base: Path, checkdirs: tuple[Path, Path, Path]) -> None:
+    cfg, good, _ = checkdirs
+    (good / "compose.yaml").write_text(
+        NET_ADMIN + '    volumes: ["/etc/localtime:/etc/localtime:ro"]\n'
+        "    networks: [default, proxy]\nnetworks:\n  proxy:\n    external: true\n")
+    cfg.write_text(cfg.read_text().replace(
+        'networks = ["proxy"]', 'networks = ["proxy"]\nallow = ["cap_add:NET_ADMIN", '
+        '"port:53/udp"]'))
+    rc, lines = check(cfg)
+    assert rc == 0 and lines[1:] == ["team: allowed cap_add:NET_ADMIN, port:53/udp"], lines
+    rc, lines = check(cfg, "--service", "team", str(good))
+    assert rc == 0, lines
+    assert lines == [
+        "team: allowed by cap_add:NET_ADMIN: compose service web: cap_add NET_ADMIN: a "
+        "capability beyond Docker's default set [own-privileges]",
+        "team: allow port:53/udp: not needed by this project",
+        "team: accepted, 1 compose service(s)"]
+    cfg.write_text(cfg.read_text().replace('"port:53/udp"', '"port:53/icmp"'))
+    rc, lines = check(cfg)
+    assert rc == 2 and lines == [
+        f"{cfg}: service team: key 'allow': entry 'port:53/icmp': must be port:PORT or "
+        "port:PORT/PROTO (a port 1-65535; tcp, udp or sctp)"], lines

@@ -83,7 +83,9 @@ def test_sighup_applies_the_difference(base, upstream, projects, pgods):
         h.wait_until(lambda: "V=2" in env_of(change), what="the changed env deployed")
         h.wait_until(lambda: not h.container_ids(gone), what="the removed service downed")
         h.wait_until(lambda: not (pgod.dir / gone).exists(), what="its checkout removed")
-        assert not (pgod.dir / ".pgo" / "services" / gone).exists()
+        # its state goes; its age key stays, for the day it is configured again
+        assert [f.name for f in (pgod.dir / ".pgo" / "services" / gone).iterdir()] == \
+            ["age.key"]
         # the unchanged service: same tracker (tracked once), same containers
         assert started(h.container_ids(keep)) == kept
         assert pgod.count(rf"\[{keep}\] tracking") == 1

@@ -3,9 +3,13 @@ function or the policy decides. Each test is an attack that once got through."""
 
 from __future__ import annotations
 
+import json
+import os
 import posixpath
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pgo import compose_model, config
 from pgo.compose import Model
@@ -144,7 +148,8 @@ def test_a_volume_device_is_absolute_plain_and_never_the_checkouts_git() -> None
     [v] = check(vol("etc"))
     assert v.message == ("volume v binds 'etc', a relative path: dockerd would take it from "
                          "its own working directory, not the checkout; write it absolute "
-                         "(${PGO_DATA}/...) or use a bind mount")
+                         "(${PGO_DATA}/..., here /var/lib/pgo-data/web/...) or use a bind "
+                         "mount")
     [v] = check(vol(f"{CHECKOUT}/.git"))
     assert "holds the checkout's .git" in v.message
 
@@ -269,6 +274,30 @@ def test_env_file_paths_are_the_ones_compose_opens() -> None:
     assert DATA in rules(model({"env_file": ["/co/${OTHER}/passwd"]}))
 
 
+def test_env_file_texts_are_interpolated_by_compose_not_by_pgod() -> None:
+    """Beyond pgod's own variables, what a path holding ${...} stands for is asked of compose
+    (a document of label values it interpolates as it does the project): the result is
+    taken as compose gives it, and judged like any path."""
+    written = {"services": {"app": {"env_file": ["${A:-.}/x.env", "plain.env",
+                                                 {"path": "$${A}/y", "required": False}],
+                                    "label_file": ["${A:-.}/x.env"]}, "db": "odd"}}
+    texts = compose_model.read_file_texts(written)
+    assert texts == ["${A:-.}/x.env", "$${A}/y"]
+    doc = json.loads(compose_model.interpolation_doc(texts))
+    assert doc["services"]["pgo-interpolate"]["labels"] == {"pgo.0": "${A:-.}/x.env",
+                                                            "pgo.1": "$${A}/y"}
+    printed = {"services": {"pgo-interpolate": {"labels": {"pgo.0": "conf/x.env",
+                                                           "pgo.1": "${A}/y"}}}}
+    got = compose_model.interpolated_texts(texts, printed)
+    assert got == {"${A:-.}/x.env": "conf/x.env", "$${A}/y": "${A}/y"}
+    assert compose_model.interpolated_texts(texts, {"services": []}) == {}
+    raw = {"services": {"app": {"env_file": ["/co/${A:-.}/x.env", "/co/$${A}/y"]}}}
+    out = compose_model.with_read_files({"services": {"app": {}}}, raw,
+                                        {"services": {"app": {"env_file": texts}}}, {}, got)
+    # relative: joined to the directory compose made it relative to; still `$`: as written
+    assert out["services"]["app"]["env_file"] == ["/co/conf/x.env", "/co/$${A}/y"]
+
+
 # -- names on a shared network ---------------------------------------------------------------
 
 def test_a_container_can_not_answer_for_another_services_url_target() -> None:
@@ -310,3 +339,184 @@ def test_routes_of_others_come_from_the_config() -> None:
         svc("shop", a="Frontend:8080", b="api:9000"), svc("web", c="web:80"), svc("x")))
     assert cfg.routes_of_others("web") == {"frontend": "shop", "api": "shop"}
     assert cfg.routes_of_others("shop") == {"web": "web"}
+
+
+# -- labels compose acts on: a container of another project ---------------------------------
+
+def test_labels_that_tell_compose_the_project_are_refused() -> None:
+    """Compose v1 lets a service's `labels` override its own com.docker.compose.project:
+    the container is then another project's (listed, stopped and removed by it, counted by
+    pgod as its). Any com.docker.compose.* or com.docker.stack.* label is refused, on a
+    service, its build or deploy, a volume or a network; other labels are the team's."""
+    for labels in ({"com.docker.compose.project": "shop"},
+                   ["com.docker.compose.service=db"],
+                   {"COM.DOCKER.COMPOSE.ONEOFF": "True"},
+                   {"com.docker.stack.namespace": "shop"}):
+        assert rules(model({"labels": labels})) == {NAMES}, labels
+        assert rules(model({"build": {"context": CHECKOUT, "labels": labels},
+                            "image": "web-app"})) == {NAMES}, labels
+        assert rules(model({"deploy": {"labels": labels}})) == {NAMES}, labels
+        assert rules(model(volumes={"v": {"labels": labels}})) == {NAMES}, labels
+        assert rules(model(networks={"n": {"labels": labels}})) == {NAMES}, labels
+    [v] = check(model({"labels": {"com.docker.compose.project": "shop"}}))
+    assert v.message == ("label com.docker.compose.project: a label compose or docker stack "
+                         "sets itself, to tell which project a container, volume or network "
+                         "is of; name yours otherwise")
+    ok = {"org.opencontainers.image.source": "x", "traefik.enable": "true",
+          "com.docker.composer": "x", "com.example.compose.project": "y"}
+    assert rules(model({"labels": ok})) == set()
+
+
+# -- logs: the host's rotation ------------------------------------------------------------------
+
+def test_log_options_keep_the_hosts_disk_bounded() -> None:
+    def log(driver: str | None = None, **options: Any) -> set[str]:
+        logging: dict[str, Any] = {"options": options} if options else {}
+        if driver:
+            logging["driver"] = driver
+        return rules(model({"logging": logging}))
+    from pgo.policy import PRIVILEGES, UNKNOWN
+    # bounded: the host's default, the local driver's own, or sizes within 1 GiB in all
+    for ok in (log(), log("local"), log("journald"), log("none"), log("syslog"),
+               log("json-file", **{"max-size": "10m", "max-file": "3"}),
+               log("json-file", **{"max-size": "200m"}),  # (max-file 1; 5 assumed at most)
+               log(**{"max-size": "10m"}), log(**{"max-size": "50M", "max-file": 20}),
+               log("local", **{"max-size": "100m", "max-file": "10", "compress": "false"}),
+               log("local", **{"max-file": "10"}),
+               log(**{"mode": "non-blocking", "max-buffer-size": "4m"}),
+               log("json-file", **{"max-size": "1k", "tag": "{{.Name}}", "labels": "a"})):
+        assert ok == set()
+    for driver, options in (("json-file", {}),  # grows without end
+                            ("json-file", {"max-file": "3"}),
+                            ("json-file", {"max-size": "-1"}),
+                            ("json-file", {"max-size": "1g", "max-file": "10"}),
+                            (None, {"max-size": "500m"}),  # x 5 files the host may keep
+                            (None, {"max-file": "100"}),
+                            ("local", {"max-size": "2g"}),
+                            ("local", {"max-file": "1000"}),
+                            (None, {"mode": "non-blocking", "max-buffer-size": "1g"})):
+        assert log(driver, **options) == {PRIVILEGES}, (driver, options)
+    for driver, options in (("json-file", {"max-size": "ten"}),
+                            ("json-file", {"max-size": "10m", "max-file": "x"}),
+                            (None, {"mode": "sometimes"}),
+                            ("local", {"fluentd-address": "x"}),
+                            ("syslog", {"syslog-tls-cert": "/etc/shadow"})):
+        assert UNKNOWN in log(driver, **options), (driver, options)
+    [v] = check(model({"logging": {"driver": "json-file", "options": {
+        "max-size": "1g", "max-file": "10"}}}))
+    assert v.message == ("log driver json-file: max-size 1g x max-file 10 lets the logs take "
+                         "10.0 GiB of the host's disk; at most 1024 MiB of logs per container "
+                         "(max-size x max-file)")
+
+
+# -- Dockerfiles in the build context: FROM another service's image -----------------------------
+
+def build_in(tmp_path: Path, dockerfile: str, build: dict[str, Any] | None = None,
+             name: str = "Dockerfile") -> tuple[Path, list[Violation]]:
+    checkout, data = tmp_path / "pgo" / "web", tmp_path / "data" / "web"
+    (checkout / "app").mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    (checkout / "app" / name).write_text(dockerfile)
+    m = model({"image": "web-app", "build": {"context": f"{checkout}/app",
+                                             "dockerfile": name, **(build or {})}})
+    return checkout, judge(Model("", m), "web", "team", (), checkout, data,
+                           others=("shop",))
+
+
+def test_a_dockerfile_in_the_context_may_not_build_from_another_services_image(
+        tmp_path: Path) -> None:
+    for text in ("FROM shop-web\n",
+                 "FROM local/busybox:1\nCOPY --from=shop-api:2 /app /app\n",
+                 "FROM local/busybox:1\nRUN --mount=type=bind,from=shop-db,target=/x true\n",
+                 "# syntax=shop-frontend:1\nFROM local/busybox:1\n",
+                 "ARG BASE=shop-web\nFROM ${BASE}\n",
+                 "ARG BASE\nFROM ${BASE:-shop-web}\n",
+                 "FROM local/busybox:1\nONBUILD COPY --from=shop-web / /\n",
+                 # BuildKit's own parser: an escape directive, a comment inside a continuation
+                 "# escape=`\nFROM `\n# the base\n  shop-web\n",
+                 "FROM \\\n# the base\n  shop-web\n"):
+        _, found = build_in(tmp_path, text)
+        assert [v.rule for v in found] == [NAMES], text
+        assert "a name of service shop's own" in found[0].message, text
+    _, found = build_in(tmp_path, "FROM local/busybox:1\n", {"args": {
+        "BUILDKIT_SYNTAX": "shop-frontend"}})
+    assert [v.rule for v in found] == [NAMES]
+    _, found = build_in(tmp_path, "ARG BASE=local/busybox:1\nFROM ${BASE}\n",
+                        {"args": {"BASE": "shop-web"}})
+    assert [v.rule for v in found] == [NAMES]
+    # its own stages, official images and its own are fine; so is a heredoc saying FROM
+    for text in ("FROM local/busybox:1 AS shop-web\nFROM shop-web\nCOPY --from=0 / /\n",
+                 "FROM postgres:16\nCOPY --from=web-base / /\n",
+                 "FROM local/busybox:1\nRUN <<EOF\nFROM shop-web\nEOF\n"):
+        assert build_in(tmp_path, text)[1] == [], text
+    # a name the policy can not expand is refused, not guessed
+    for text in ('FROM "shop-web"\n', "ARG B=shop-web\nFROM ${B#x}\n", "\n"):
+        _, found = build_in(tmp_path, text)
+        assert [v.rule for v in found] == [NAMES], text
+        assert "the policy can not tell which images the build reads" in found[0].message
+
+
+def test_a_dockerfile_is_read_where_it_really_lies_and_never_through_a_new_symlink(
+        tmp_path: Path) -> None:
+    from pgo.policy import Unresolvable, read_file
+    checkout, found = build_in(tmp_path, "FROM local/busybox:1\n")
+    assert found == []
+    dockerfile = checkout / "app" / "Dockerfile"
+    assert read_file(str(dockerfile)) == b"FROM local/busybox:1\n"
+    assert read_file(str(checkout / "app" / "missing")) is None
+    # the real path, resolved before: a symlink put on the way since is not followed
+    (checkout / "app" / "link").symlink_to(dockerfile)
+    (checkout / "dirlink").symlink_to(checkout / "app")
+    for path in (checkout / "app" / "link", checkout / "dirlink" / "Dockerfile"):
+        with pytest.raises(Unresolvable, match="a symlink on the way"):
+            read_file(str(path))
+    os.mkfifo(checkout / "app" / "fifo")
+    with pytest.raises(Unresolvable, match="not a regular file"):
+        read_file(str(checkout / "app" / "fifo"))  # (opened as a bare handle: no wait)
+    with pytest.raises(Unresolvable, match="larger than"):
+        read_file(str(dockerfile), limit=4)
+    # a Dockerfile committed as a symlink within the checkout is judged where it leads
+    (checkout / "app" / "Other").write_text("FROM shop-web\n")
+    (checkout / "app" / "Dockerfile.link").symlink_to("Other")
+    m = model({"image": "web-app", "build": {"context": f"{checkout}/app",
+                                             "dockerfile": "Dockerfile.link"}})
+    found = judge(Model("", m), "web", "team", (), checkout, tmp_path / "data" / "web",
+                  others=("shop",))
+    assert [v.rule for v in found] == [NAMES]
+    # one outside the checkout is refused as such, and never read
+    (checkout / "app" / "Dockerfile.out").symlink_to("/etc/passwd")
+    m["services"]["app"]["build"]["dockerfile"] = "Dockerfile.out"
+    found = judge(Model("", m), "web", "team", (), checkout, tmp_path / "data" / "web",
+                  others=("shop",))
+    assert [v.rule for v in found] == [DATA]
+
+
+def test_a_dockerfile_a_container_may_write_is_refused() -> None:
+    """The build reads the Dockerfile again after its judgement, while the old containers
+    run: one in a writable mount could be rewritten in between."""
+    m = model({"image": "web-app", "volumes": [bind(f"{CHECKOUT}/app", "/app")],
+               "build": {"context": f"{CHECKOUT}/app", "dockerfile": "Dockerfile"}})
+    found = check(m)
+    assert [v.rule for v in found] == [DATA]
+    assert "make that mount read-only" in found[0].message
+    m["services"]["app"]["volumes"] = [bind(f"{CHECKOUT}/app", "/app", ro=True)]
+    assert check(m) == []
+
+
+def test_the_dockerfiles_of_one_model_are_parsed_within_a_budget() -> None:
+    """Every judgement runs in the one pgod: a model of many builds parses each Dockerfile
+    text once, and 1 MiB of them at most."""
+    line = "RUN echo " + "x" * 90 + "\n"
+    services = {f"b{i}": {"image": f"web-b{i}", "build": {
+        "context": CHECKOUT, "dockerfile_inline": f"FROM local/busybox:{i}\n" + line * 2500}}
+        for i in range(5)}
+    found = check({"name": SERVICE, "services": services})
+    assert [v.rule for v in found] == [NAMES]
+    assert "more than 1 MiB" in found[0].message
+    same = {k: {**v, "build": {**v["build"], "dockerfile_inline": "FROM a\n" + line * 2500}}
+            for k, v in services.items()}
+    assert check({"name": SERVICE, "services": same}) == []
+    many = "FROM a\n" + "".join(f"COPY --from=img{i} / /\n" for i in range(5000))
+    [v] = check(model({"image": "web-app", "build": {"context": CHECKOUT,
+                                                     "dockerfile_inline": many}}))
+    assert v.rule == NAMES and "names more than 4096 images" in v.message

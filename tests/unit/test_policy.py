@@ -1,7 +1,8 @@
 """The compose policy: refused and accepted cases side by side, per principle.
 
 Three layers: models as the compose tool prints them from the files in tests/policy-testdata/
-(one file per case, the expected outcome in its first line; needs the compose binary, not
+(one file per case, the expected outcome in its first line, the operator's exceptions for it,
+if any, in a `# allow: ENTRY...` line among its first three; needs the compose binary, not
 dockerd), the pure policy on hand-written model dicts (both compose v2's and v1's shapes), and
 property tests on path spellings.
 """
@@ -21,6 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pgo import compose
+from pgo.allow import Allow
+from pgo.allow import parse as parse_allow
 from pgo.compose import Model
 from pgo.errors import ComposeError
 from pgo.policy import (
@@ -66,6 +69,14 @@ def expected(path: Path) -> str | None:
     return words[3] if words[2] == "refused" else None
 
 
+def allowed(path: Path) -> list[Allow]:
+    """The operator's exceptions a case is judged with, from `# allow: ENTRY...`."""
+    for line in path.read_text().splitlines()[:3]:
+        if line.startswith("# allow:"):
+            return [parse_allow(e) for e in line.removeprefix("# allow:").split()]
+    return []
+
+
 def load(checkout: Path, data: Path, binary: tuple[str, ...] = compose.V2,
          compose_file: str | None = None) -> Model:
     """The model as pgod loads it: the real compose tool, the deploy's environment."""
@@ -94,7 +105,7 @@ def assert_outcome(name: str, want: str | None, found: list[Violation]) -> None:
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_testdata_compose_v2(path: Path) -> None:
     model = compose_model(path, compose.V2)
-    found = judge(model, SERVICE, "team", NETS, TESTDATA, DATADIR)
+    found = judge(model, SERVICE, "team", NETS, TESTDATA, DATADIR, allow=allowed(path))
     assert_outcome(path.name, expected(path), found)
 
 
@@ -102,7 +113,7 @@ def test_testdata_compose_v2(path: Path) -> None:
 @pytest.mark.parametrize("path", V1_CASES, ids=[p.stem for p in V1_CASES])
 def test_testdata_compose_v1(path: Path) -> None:
     model = compose_model(path, compose.V1)
-    found = judge(model, SERVICE, "team", NETS, TESTDATA, DATADIR)
+    found = judge(model, SERVICE, "team", NETS, TESTDATA, DATADIR, allow=allowed(path))
     assert_outcome(path.name, expected(path), found)
 
 
@@ -128,6 +139,13 @@ def check(m: dict[str, Any], networks: tuple[str, ...] = NETS, user: str = "team
 def model(svc: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
     base = {"image": "local/busybox:1"}
     return {"name": SERVICE, "services": {"app": {**base, **(svc or {})}}, **top}
+
+
+def two(svc: dict[str, Any]) -> dict[str, Any]:
+    """A model of `app` and `vpn`, whose container is named polsvc-vpn."""
+    m = model(svc)
+    m["services"]["vpn"] = {"image": "local/busybox:1", "container_name": "polsvc-vpn"}
+    return m
 
 
 def bind(source: str, target: str = "/x", **kw: Any) -> dict[str, Any]:
@@ -173,10 +191,29 @@ TABLE: list[tuple[str, dict[str, Any], str | None]] = [
     ("secret file inside", model(secrets={"s": {"file": f"{CHECKOUT}/s.txt"}}), None),
     ("secret from environment", model(secrets={"s": {"environment": "TOKEN"}}), None),
     ("config file outside", model(configs={"c": {"file": "/etc/passwd"}}), DATA),
+    ("time zone read-write", model({"volumes": [bind("/etc/localtime")]}), DATA),
+    ("zone data and `..`", model({"volumes": [bind("/usr/share/zoneinfo/../../../etc",
+                                                   read_only=True)]}), DATA),
+    ("other /etc read-only", model({"volumes": ["/etc/passwd:/etc/timezone:ro"]}), DATA),
     # own namespaces
     ("network_mode host", model({"network_mode": "host"}), NAMESPACES),
     ("network_mode container", model({"network_mode": "container:abc"}), NAMESPACES),
     ("network_mode other service", model({"network_mode": "service:nope"}), NAMESPACES),
+    ("network_mode container of the project", two({"network_mode": "container:polsvc-vpn",
+                                                   "depends_on": ["vpn"]}), None),
+    ("network_mode container, v2's depends_on", two({
+        "network_mode": "container:polsvc-vpn",
+        "depends_on": {"vpn": {"condition": "service_started", "required": True}}}), None),
+    ("network_mode container, no depends_on", two({"network_mode": "container:polsvc-vpn"}),
+     NAMESPACES),
+    ("network_mode container, optional depends_on", two({
+        "network_mode": "container:polsvc-vpn",
+        "depends_on": {"vpn": {"condition": "service_started", "required": False}}}),
+     NAMESPACES),
+    ("ipc container of the project", two({"ipc": "container:polsvc-vpn",
+                                          "depends_on": ["vpn"]}), None),
+    ("uts container of the project", two({"uts": "container:polsvc-vpn",
+                                          "depends_on": ["vpn"]}), NAMESPACES),
     ("pid host", model({"pid": "host"}), NAMESPACES),
     ("pid own service", model({"pid": "service:app"}), None),
     ("ipc shareable", model({"ipc": "shareable"}), None),
@@ -327,6 +364,73 @@ def test_violation_names_compose_service_and_rule() -> None:
     assert str(v).startswith("project: secret s file /etc/shadow is outside")
 
 
+def test_messages_say_how_to_fix_it() -> None:
+    """Every refusal of a host path says where the service's data is; the others say what
+    to write instead (issue 14, item 4)."""
+    def one(svc: dict[str, Any], **top: Any) -> str:
+        [v] = check(model(svc, **top))
+        return v.message
+    assert one({"volumes": [bind("/srv/media", read_only=True)]}) == (
+        "bind mount /srv/media is outside the service's data and checkout; keep data under "
+        f"${{PGO_DATA}} (here {DATADIR}), or ask the operator to allow it "
+        '(allow = ["bind:/srv/media:ro"])')
+    assert one({"volumes": ["/etc/localtime:/etc/localtime"]}) == (
+        "bind mount /etc/localtime is outside the service's data and checkout; keep data "
+        f"under ${{PGO_DATA}} (here {DATADIR}); the host's time zone only read-only "
+        "(/etc/localtime:/etc/localtime:ro)")
+    assert one({"env_file": ["/etc/os-release"]}) == (
+        "env_file /etc/os-release is outside the service's data and checkout; keep data "
+        f"under ${{PGO_DATA}} (here {DATADIR})")
+    assert one({"runtime": "kata"}) == "runtime kata: only runc is allowed"
+    assert one({"network_mode": "container:othersvc-web-1"}) == (
+        "network_mode container:othersvc-web-1: not a container of this project; to share "
+        "the namespace of a service of this project, use `service:X`")
+    [v] = check(two({"network_mode": "container:polsvc-vpn"}))
+    assert v.message == (
+        "network_mode container:polsvc-vpn: compose service vpn's container, but compose may "
+        "start this one first, beside another container of that name; use `service:vpn` "
+        "(or depend on vpn)")
+    # the nested bind: which mount to make read-only
+    assert one({"volumes": [bind(f"{DATADIR}/site", "/site"),
+                            bind(f"{DATADIR}/site/conf", "/conf", read_only=True)]}) == (
+        f"bind mount {DATADIR}/site/conf lies inside {DATADIR}/site, which compose service "
+        f"app's bind mount {DATADIR}/site:/site may write: it could put a symlink on the way "
+        f"before the next start; make that mount read-only ({DATADIR}/site:/site:ro), or use "
+        f"sibling directories under ${{PGO_DATA}} (here {DATADIR})")
+
+
+def test_the_time_zone_is_judged_where_it_really_leads() -> None:
+    """/etc/localtime is accepted read-only because it leads into the zone data; where the
+    host made it a symlink to anything else, it is not the time zone. It must be a file that
+    is there: dockerd would make a missing one on the host (as a directory)."""
+    zone = "/usr/share/zoneinfo/Europe/Amsterdam"
+
+    def judged(source: str, target: str, files: tuple[str, ...] = (zone,)) -> set[str]:
+        def resolve(path: str) -> str:
+            p = lexical(path)
+            return target if p == source else p
+
+        def read(path: str) -> bytes | None:
+            if path == "/usr/share/zoneinfo/Europe":
+                raise Unresolvable(f"{path}: not a regular file")
+            return b"TZif2" if path in files else None
+        m = model({"volumes": [f"{source}:/etc/localtime:ro"]})
+        found = judge(Model("", m), SERVICE, "team", NETS, Path(CHECKOUT), DATADIR,
+                      others=(), resolve=resolve, read=read)
+        return {v.rule for v in found}
+    assert judged("/etc/localtime", zone) == set()
+    assert judged("/etc/localtime", "/etc/localtime", ("/etc/localtime",)) == set()
+    assert judged("/etc/timezone", "/etc/timezone", ("/etc/timezone",)) == set()
+    assert judged(zone, zone) == set()
+    assert judged("/etc/localtime", "/etc/shadow", ("/etc/shadow",)) == {DATA}
+    assert judged("/etc/localtime", "/usr/share/zoneinfo-old/UTC") == {DATA}
+    assert judged("/etc/localtime", "/usr/share/zoneinfo/Mars") == {DATA}  # not there
+    assert judged("/etc/timezone", "/etc/timezone", ()) == {DATA}  # dockerd would make it
+    assert judged("/usr/share/zoneinfo/Europe", "/usr/share/zoneinfo/Europe") == {DATA}
+    # and only as written: a symlink of the checkout's into the zone data is the checkout's
+    assert judged(f"{CHECKOUT}/tz", zone) == {DATA}
+
+
 # -- real paths: the one resolver -------------------------------------------------------------
 
 def real(m: dict[str, Any], checkout: Path, data: Path) -> list[Violation]:
@@ -406,6 +510,45 @@ def test_env_file_under_pgo_data_is_judged_where_it_leads(tmp_path: Path) -> Non
     assert judge(model, SERVICE, "team", (), checkout, data) == []
 
 
+@pytest.mark.skipif(not HAS_V2, reason="needs `docker compose` (v2)")
+def test_env_file_paths_are_interpolated_as_compose_does(tmp_path: Path) -> None:
+    """`${FZ_INSTALL_DIR:-.}/.env` (issue 14, item 3): compose itself interpolates the path,
+    with the environment it used for the project (pgod's variables, the checkout's .env, a
+    team's file: whatever it says, the path is then judged where it leads)."""
+    checkout, data = tmp_path / "co", tmp_path / "data" / SERVICE
+    (checkout / "conf").mkdir(parents=True)
+    data.mkdir(parents=True)
+    (checkout / "compose.yaml").write_text(
+        "services:\n  app:\n    image: local/busybox:1\n    env_file:\n"
+        "      - {path: '${FZ_INSTALL_DIR:-.}/app.env', required: false}\n"
+        "      - {path: '${PGO_DATA}/${NAME-x}.env', required: false}\n")
+
+    def env_files() -> tuple[list[str], list[Violation]]:
+        model = load(checkout, data)
+        return (model.data["services"]["app"]["env_file"],
+                judge(model, SERVICE, "team", (), checkout, data))
+    assert env_files() == ([f"{checkout}/app.env", f"{data}/x.env"], [])
+    (checkout / ".env").write_text("FZ_INSTALL_DIR=conf\nNAME=y\nPGO_DATA=/etc\n")
+    assert env_files() == ([f"{checkout}/conf/app.env", f"{data}/y.env"], [])
+    (checkout / ".env").write_text("FZ_INSTALL_DIR=/etc\n")
+    paths, [v] = env_files()
+    assert paths[0] == "/etc/app.env" and v.rule == DATA and "is outside" in v.message
+    # an include brings files compose interpolates with their own environment: not guessed
+    (checkout / ".env").unlink()
+    (checkout / "inc.yaml").write_text("services:\n  db:\n    image: local/busybox:1\n")
+    text = (checkout / "compose.yaml").read_text()
+    (checkout / "compose.yaml").write_text("include: [inc.yaml]\n" + text)
+    paths, found = env_files()
+    assert [v.rule for v in found] == [DATA, DATA]
+    assert found[0].message.startswith(f"env_file {checkout}/${{FZ_INSTALL_DIR:-.}}/app.env: "
+                                       "pgod could not interpolate this path as compose does")
+    # (but for pgod's own variables, which win over any .env)
+    (checkout / "compose.yaml").write_text(
+        "include: [inc.yaml]\nservices:\n  app:\n    image: local/busybox:1\n"
+        "    env_file: [{path: '${PGO_DATA}/a.env', required: false}]\n")
+    assert env_files() == ([f"{data}/a.env"], [])
+
+
 # -- the files compose reads to build the model ------------------------------------------------
 
 @pytest.mark.skipif(not HAS_V2, reason="needs `docker compose` (v2)")
@@ -431,7 +574,8 @@ def test_the_files_compose_reads_for_the_model_are_listed_and_judged(tmp_path: P
     (checkout / ".env").symlink_to("/etc/passwd")
     [v] = judge(load(checkout, data), SERVICE, "team", (), checkout, data)
     assert str(v) == (f"project: .env {checkout}/.env (really /etc/passwd) is outside "
-                      "the service's data and checkout [own-data]")
+                      "the service's data and checkout; keep data under ${PGO_DATA} "
+                      f"(here {data}) [own-data]")
 
 
 def test_a_model_file_that_is_no_regular_file_stops_the_load(tmp_path: Path) -> None:

@@ -15,8 +15,12 @@ the README lists them, each rule named in every violation it finds:
                                    another service's urls route to
 
 keys.py holds the allow-list of keys and which rules judge each; anything else is refused as
-not-judged. paths.py is the one place a host path is resolved (every rule asks it, through
-Findings); model.py holds the findings and the readers of compose's output, v2's and v1's.
+not-judged. The operator's exceptions (pgo.allow, `allow` in pgo.toml) each lift one rule
+where that rule is judged: the rule asks Findings.allowed or allowed_path, and a violation
+so lifted is kept apart (Judgement.lifted), for `pgod check` to show. paths.py is the one
+place a host path is resolved (every rule asks it, through Findings) and a file the policy
+looks into is read; model.py holds the findings and the readers of compose's output, v2's
+and v1's.
 
 The model is the one the compose tool printed (pgo.compose.Project.config), with the files
 compose read to build it. Root services are not judged: this is the one place that says so.
@@ -28,6 +32,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from pgo.allow import Allow
 from pgo.compose import Model
 from pgo.config import NAME_RE
 from pgo.policy.keys import check
@@ -39,32 +44,45 @@ from pgo.policy.model import (
     PORTS,
     PRIVILEGES,
     UNKNOWN,
+    Judgement,
+    Lifted,
     Service,
     Violation,
 )
-from pgo.policy.paths import Resolver, Unresolvable, real_path
+from pgo.policy.paths import Reader, Resolver, Unresolvable, read_file, real_path
 
 __all__ = ["DATA", "NAMES", "NAMESPACES", "NETWORKS", "PORTS", "PRIVILEGES", "UNKNOWN",
-           "Resolver", "Service", "Unresolvable", "Violation", "check", "judge",
-           "other_services", "real_path"]
+           "Judgement", "Lifted", "Reader", "Resolver", "Service", "Unresolvable",
+           "Violation", "check", "judge", "judgement", "other_services", "read_file",
+           "real_path"]
 
 
 def judge(model: Model, service: str, user: str, networks: Sequence[str], checkout: Path,
           data: Path, routes: Mapping[str, str] | None = None, *,
-          others: Sequence[str] | None = None, resolve: Resolver = real_path
-          ) -> list[Violation]:
-    """What is wrong with `model` for pgo service `service` (run as `user`, sharing
-    `networks`, checked out in `checkout`, its data in `data`). `routes`: the host names
-    other services' urls send traffic to (Config.routes_of_others). `others` defaults to the
-    services the file system tells of (other_services); `resolve` to the real file system."""
+          allow: Sequence[Allow] = (), others: Sequence[str] | None = None,
+          resolve: Resolver = real_path, read: Reader = read_file) -> list[Violation]:
+    """What is wrong with `model` for pgo service `service` (see judgement)."""
+    return list(judgement(model, service, user, networks, checkout, data, routes,
+                          allow=allow, others=others, resolve=resolve, read=read).violations)
+
+
+def judgement(model: Model, service: str, user: str, networks: Sequence[str],
+              checkout: Path, data: Path, routes: Mapping[str, str] | None = None, *,
+              allow: Sequence[Allow] = (), others: Sequence[str] | None = None,
+              resolve: Resolver = real_path, read: Reader = read_file) -> Judgement:
+    """The verdict on `model` for pgo service `service` (run as `user`, sharing `networks`,
+    checked out in `checkout`, its data in `data`, with the operator's exceptions `allow`).
+    `routes`: the host names other services' urls send traffic to
+    (Config.routes_of_others). `others` defaults to the services the file system tells of
+    (other_services); `resolve` and `read` to the real file system."""
     if user == "root":
-        return []  # root services bypass the policy
+        return Judgement()  # root services bypass the policy
     svc = Service(
         name=service, checkout=str(checkout.absolute()), data=str(data.absolute()),
-        networks=tuple(networks), routes=dict(routes or {}),
+        networks=tuple(networks), routes=dict(routes or {}), allow=tuple(allow),
         others=tuple(others) if others is not None else other_services(service, checkout,
                                                                          data))
-    return check(model.data, model.files, svc, resolve)
+    return check(model.data, model.files, svc, resolve, read)
 
 
 def other_services(service: str, checkout: Path, data: Path) -> tuple[str, ...]:

@@ -4,6 +4,9 @@ Bind mounts, file-backed configs and secrets, local volumes that are binds in di
 files compose reads into a container (env_file, label_file) and what a build reads from this
 machine all lie, where they really lead, under DATADIR/NAME or the checkout; mounts are bind,
 volume or tmpfs; named volumes are the project's own; the checkout's .git is never writable.
+Two kinds of host path are let through besides: read-only binds of the host's time zone
+(/etc/localtime, /etc/timezone, /usr/share/zoneinfo), and binds the operator allowed for the
+service (bind:PATH:ro|rw, pgo.allow).
 """
 
 from __future__ import annotations
@@ -14,19 +17,24 @@ from typing import Any
 
 from pgo.policy.model import (
     DATA,
+    REMOTE_CONTEXTS,
     UNKNOWN,
     Findings,
+    Mount,
     as_list,
     as_map,
     bind_device,
+    clean,
     external,
     items,
     parse_mount,
 )
-from pgo.policy.paths import under
+from pgo.policy.paths import Unresolvable, under
 
-# Build contexts that are fetched by the builder, not read from this machine's files.
-REMOTE_CONTEXTS = ("git@", "github.com/")
+# The host's time zone: these files, and the zone data they lead to, tell a container the
+# time zone and nothing else of the host. Bound read-only, written as they are.
+TIME_ZONE_FILES = ("/etc/localtime", "/etc/timezone")
+ZONEINFO = "/usr/share/zoneinfo"
 
 
 def mounts(f: Findings, name: str, value: Any) -> None:
@@ -39,7 +47,9 @@ def mounts(f: Findings, name: str, value: Any) -> None:
             if not m.source:
                 f.add(name, DATA, f"bind mount {m.target} has no source")
                 continue
-            real = f.judge_path(name, "bind mount", m.source)
+            if _host_bind(f, name, m):
+                continue
+            real = f.judge_path(name, "bind mount", m.source, _bind_hint(f, m))
             if real is not None and not m.read_only and holds_git(f, real):
                 f.add(name, DATA, f"bind mount {m.source} makes the checkout's .git "
                                   "writable (git runs there on the host): mount it "
@@ -56,6 +66,76 @@ def mounts(f: Findings, name: str, value: Any) -> None:
                               f"tmpfs are allowed")
 
 
+def _host_bind(f: Findings, name: str, m: Mount) -> bool:
+    """A bind of a host path outside the service's data and checkout that is let through:
+    the host's time zone read-only, or a path the operator allowed (bind:PATH:ro|rw). True
+    when it was judged here (accepted, lifted or refused on these grounds)."""
+    real = f.real(m.source)
+    if real is None or f.inside(real):
+        return False
+    if m.read_only and time_zone(f, m.source, real):
+        return True
+    grant = f.allowed_path("bind", m.source, write=not m.read_only)
+    if grant is None:
+        return False
+    shared = _holds_others(f, real)
+    if shared:
+        f.add(name, DATA, f"bind mount {m.source} {shared}: no exception covers it")
+    else:
+        f.add(name, DATA, f.outside("bind mount", m.source, real), grant)
+    return True
+
+
+def time_zone(f: Findings, path: str, real: str) -> bool:
+    """A host path that is the host's time zone: /etc/localtime or /etc/timezone as written,
+    where they are or lead into the zone data, or a zone file as written and really there;
+    and a file that is there (dockerd would make a missing one, as a directory, on the
+    host)."""
+    spelled = clean(f.absolute(path))
+    if spelled in TIME_ZONE_FILES:
+        ok = real == spelled or under(real, ZONEINFO)
+    else:
+        ok = under(spelled, ZONEINFO) and under(real, ZONEINFO)
+    try:
+        return ok and f.read(real) is not None
+    except Unresolvable:
+        return False
+
+
+def _holds_others(f: Findings, real: str) -> str:
+    """Why a host path is more than the operator can have meant for one service: it is or
+    holds the directory of every service's data or checkout, or lies in pgod's state (its
+    keys); "" when it is none of those."""
+    data, checkout = f.real(f.service.data), f.real(f.service.checkout)
+    if data is not None and under(posixpath.dirname(data), real):
+        return f"holds the data of every service ({posixpath.dirname(data)})"
+    if checkout is None:
+        return ""
+    if posixpath.basename(checkout) != f.service.name:  # (not pgod's layout: pgod check)
+        return f"holds the checkout ({checkout})" if under(checkout, real) else ""
+    root = posixpath.dirname(checkout)
+    if under(root, real):
+        return f"holds the checkout of every service ({root})"
+    state = posixpath.join(root, ".pgo")
+    if under(real, state):
+        return f"lies in pgod's state, which holds the services' keys ({state})"
+    return ""
+
+
+def _bind_hint(f: Findings, m: Mount) -> str:
+    """How to fix a bind of a host path, beyond keeping data under PGO_DATA."""
+    path = clean(f.absolute(m.source))
+    if (path in TIME_ZONE_FILES or under(path, ZONEINFO)) and not m.read_only:
+        return f"; the host's time zone only read-only ({path}:{m.target}:ro)"
+    if path in TIME_ZONE_FILES or under(path, ZONEINFO):
+        return (f"; the host's time zone only as a file in {ZONEINFO} (or /etc/timezone), "
+                "which this is not here")
+    if not under(path, f.service.checkout) and not under(path, f.service.data):
+        mode = "ro" if m.read_only else "rw"
+        return f", or ask the operator to allow it (allow = [\"bind:{path}:{mode}\"])"
+    return ""
+
+
 def holds_git(f: Findings, real: str) -> bool:
     """A real path that is, holds or lies inside the checkout's .git."""
     git = f.git_dir
@@ -68,8 +148,9 @@ def read_files(key: str) -> Callable[[Findings, str, Any], None]:
     def rule(f: Findings, name: str, value: Any) -> None:
         for path in map(str, as_list(value)):
             if "$" in path:
-                f.add(name, DATA, f"{key} {path}: a path made by interpolation can not be "
-                                  "judged; write it without ${...} (but for ${PGO_DATA})")
+                f.add(name, DATA, f"{key} {path}: pgod could not interpolate this path as "
+                                  "compose does, so it can not be judged; write it without "
+                                  f"${{...}}, or as ${{PGO_DATA}}/... (here {f.service.data})")
             else:
                 f.judge_path(name, key, path)
     return rule
@@ -90,6 +171,8 @@ def build_paths(raw: Any) -> list[tuple[str, str]]:
     context = str(build.get("context") or "")
     local = bool(context) and "://" not in context and not context.startswith(REMOTE_CONTEXTS)
     dockerfile = str(build.get("dockerfile") or "")
+    if local and not dockerfile and not isinstance(build.get("dockerfile_inline"), str):
+        dockerfile = "Dockerfile"  # (compose v1 does not print the default)
     if local:
         out.append(("build context", context))
     if dockerfile.startswith("/") or (dockerfile and local):
@@ -161,7 +244,7 @@ def _device(f: Findings, what: str, dev: str) -> None:
     if not dev.startswith("/"):
         f.add("", DATA, f"{what} binds {dev!r}, a relative path: dockerd would take it from "
                         "its own working directory, not the checkout; write it absolute "
-                        "(${PGO_DATA}/...) or use a bind mount")
+                        f"(${{PGO_DATA}}/..., here {f.service.data}/...) or use a bind mount")
         return
     if any(part in (".", "..") for part in dev.split("/")):
         f.add("", DATA, f"{what} binds {dev}: dockerd takes `.` and `..` in a volume's "
@@ -192,7 +275,8 @@ def model_files(f: Findings) -> None:
                             "the policy does not see it; keep it in the repository")
         elif "$" in path:
             f.add("", DATA, f"{what} {path}: a path made by interpolation can not be "
-                            "judged; write it without ${...} (but for ${PGO_DATA})")
+                            "judged; write it without ${...}, or as ${PGO_DATA}/... "
+                            f"(here {f.service.data})")
         else:
             f.judge_path("", what, path)
 
@@ -208,7 +292,8 @@ def nested(f: Findings) -> None:
     label file, strictly below). A file compose reads to build the model (the compose file,
     .env, an include) may not even be a writable one itself: a container could rewrite the
     model between its judgement and the next deploy."""
-    writable: list[str] = []
+    # (real path, how a container may write it, how to stop that)
+    writable: list[tuple[str, str, str]] = []
     mounted: list[tuple[str, str, str]] = []  # (compose service or "", what, path)
     for name, raw in f.services.items():
         for entry in as_list(as_map(raw).get("volumes")):
@@ -218,14 +303,17 @@ def nested(f: Findings) -> None:
             mounted.append((str(name), "bind mount", m.source))
             real = f.real(m.source)
             if not m.read_only and real is not None:
-                writable.append(real)
+                writable.append((real, f"compose service {name}'s bind mount {m.source}:"
+                                       f"{m.target} may write",
+                                 f"make that mount read-only ({m.source}:{m.target}:ro)"))
     for key, vol in f.volumes.items():
         dev = bind_device(as_map(as_map(vol).get("driver_opts")))
         if dev.startswith("/"):  # (a relative one is refused as such)
             mounted.append(("", f"volume {key} binds", dev))
             real = f.real(dev)
             if real is not None:
-                writable.append(real)
+                writable.append((real, f"any container mounting volume {key} may write",
+                                 f"bind {real} instead of volume {key}, read-only"))
     for kind in ("configs", "secrets"):
         for key, obj in as_map(f.model.get(kind)).items():
             path = as_map(obj).get("file")
@@ -237,17 +325,30 @@ def nested(f: Findings) -> None:
                         if "$" not in str(p)]
     for name, what, path in mounted:
         real = f.real(path)
-        outer = next((w for w in writable if real is not None and real != w
-                      and under(real, w)), None)
+        outer = next((w for w in writable if real is not None and real != w[0]
+                      and under(real, w[0])), None)
         if outer is not None:
-            f.add(name, DATA, f"{what} {path} lies inside {outer}, which a container may "
-                              "write: it could put a symlink on the way before the next "
-                              "start; mount the writable one read_only or use sibling "
-                              "directories")
+            f.add(name, DATA, f"{what} {path} lies inside {outer[0]}, which {outer[1]}: it "
+                              "could put a symlink on the way before the next start; "
+                              f"{outer[2]}, or use sibling directories under "
+                              f"${{PGO_DATA}} (here {f.service.data})")
     for what, path in f.files:
         real = f.real(path) if path.startswith("/") and "$" not in path else None
-        outer = next((w for w in writable if real is not None and under(real, w)), None)
+        outer = next((w for w in writable if real is not None and under(real, w[0])), None)
         if outer is not None:
-            f.add("", DATA, f"{what} {path} lies in {outer}, which a container may write: "
-                            "it could change the model between its judgement and the next "
-                            "deploy; keep the files compose reads out of writable mounts")
+            f.add("", DATA, f"{what} {path} lies in {outer[0]}, which {outer[1]}: it could "
+                            "change the model between its judgement and the next deploy; "
+                            f"{outer[2]}, or keep the files compose reads out of writable "
+                            "mounts")
+    for name, raw in f.services.items():
+        # the Dockerfile is judged (pgo.policy.names), then read again by the build, while
+        # the old containers still run
+        for what, path in build_paths(as_map(raw).get("build")):
+            real = f.real(path) if what == "build dockerfile" else None
+            outer = next((w for w in writable if real is not None and under(real, w[0])),
+                         None)
+            if outer is not None:
+                f.add(str(name), DATA, f"{what} {path} lies in {outer[0]}, which {outer[1]}: "
+                                       "it could change the Dockerfile between its judgement "
+                                       f"and the build; {outer[2]}, or keep the Dockerfile "
+                                       "out of writable mounts")

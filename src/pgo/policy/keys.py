@@ -16,13 +16,13 @@ from pgo.policy.model import (
     PRIVILEGES,
     UNKNOWN,
     Findings,
+    Judgement,
     Service,
-    Violation,
     as_list,
     as_map,
     parse_mount,
 )
-from pgo.policy.paths import Resolver
+from pgo.policy.paths import Reader, Resolver, read_file
 
 # Top-level keys of the model. `include` and `extends` are already resolved by compose.
 TOP = frozenset({"name", "version", "services", "volumes", "networks", "configs", "secrets",
@@ -48,7 +48,7 @@ SAFE = frozenset({
     "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
     "cpus", "cpuset", "depends_on", "dns", "dns_opt", "dns_search", "domainname", "entrypoint",
     "environment", "expose", "extends", "extra_hosts", "group_add", "healthcheck", "hostname",
-    "image", "init", "labels", "links", "mac_address", "mem_limit", "mem_reservation",
+    "image", "init", "links", "mac_address", "mem_limit", "mem_reservation",
     "mem_swappiness", "memswap_limit", "pids_limit", "platform", "profiles", "pull_policy",
     "pull_refresh_after", "read_only", "restart", "scale", "secrets", "shm_size", "stdin_open",
     "stop_grace_period", "stop_signal", "storage_opt", "tmpfs", "tty", "user",
@@ -83,6 +83,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "env_file": (data.read_files("env_file"),),
     "label_file": (data.read_files("label_file"),),
     "container_name": (names.container_name,),
+    "labels": (names.labels,),
     "network_mode": (namespaces.network_mode,),
     "ipc": (namespaces.namespace("ipc", frozenset({"", "private", "shareable", "none"})),),
     "pid": (namespaces.namespace("pid", frozenset({"", "private"})),),
@@ -94,7 +95,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "use_api_socket": (privileges.flag(
         "use_api_socket: the container gets the Docker API (the host)"),),
     "cap_add": (privileges.cap_add,),
-    "devices": (privileges.nonempty("devices: host devices in the container"),),
+    "devices": (privileges.devices,),
     "device_cgroup_rules": (privileges.nonempty("device_cgroup_rules: access to host devices"),),
     "gpus": (privileges.nonempty("gpus: host devices in the container"),),
     "cgroup_parent": (privileges.nonempty(
@@ -113,7 +114,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "pre_stop": (privileges.hooks("pre_stop"),),
     "develop": (privileges.develop,),
     "deploy": (privileges.deploy,),
-    "logging": (networks.logging,),
+    "logging": (networks.logging, privileges.logging),
     "build": (_build_keys, namespaces.build, privileges.build, data.build),
     "ports": (ports.ports,),
 }
@@ -125,9 +126,9 @@ PER_SERVICE: tuple[Callable[[Findings, str, Mapping[str, Any]], None], ...] = (
 
 
 def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: Service,
-          resolve: Resolver) -> list[Violation]:
-    """Every way `model` breaks the policy for `service`; empty when it may be deployed."""
-    f = Findings(model, files, service, resolve)
+          resolve: Resolver, read: Reader = read_file) -> Judgement:
+    """Every way `model` breaks the policy for `service` (none: it may be deployed)."""
+    f = Findings(model, files, service, resolve, read)
     for key in model:
         k = str(key)
         if k.startswith("x-") or k in TOP:
@@ -139,10 +140,12 @@ def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: S
     for key, raw in f.volumes.items():
         vol = as_map(raw)
         _unknown(f, "", vol, VOLUME_KEYS, f"volume {key}")
+        names.labels(f, "", vol.get("labels"), f"volume {key} label")
         data.volume(f, str(key), vol)
     for key, raw in f.networks.items():
         net = as_map(raw)
         _unknown(f, "", net, NETWORK_KEYS, f"network {key}")
+        names.labels(f, "", net.get("labels"), f"network {key} label")
         if not namespaces.network(f, str(key), net):
             networks.network(f, str(key), net)
     for kind in ("configs", "secrets"):
@@ -165,4 +168,4 @@ def check(model: Mapping[str, Any], files: Sequence[tuple[str, str]], service: S
             judge(f, str(name), svc)
     data.model_files(f)
     data.nested(f)
-    return list(f.found)
+    return f.judgement()

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgo.policy.paths import Resolver, Unresolvable, under
+from pgo.allow import Allow
+from pgo.policy.paths import Reader, Resolver, Unresolvable, read_file, under
 
 # The rules, as named in violations and logs.
 DATA = "own-data"
@@ -18,6 +19,9 @@ NAMES = "own-names"
 PORTS = "no-ports"
 NETWORKS = "own-networks"
 UNKNOWN = "not-judged"
+
+# Build contexts that are fetched by the builder, not read from this machine's files.
+REMOTE_CONTEXTS = ("git@", "github.com/")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Service:
     # host name (lower case) -> the other pgo service whose `urls` the proxy sends there:
     # on a shared network, a container that answers to that name would get their traffic
     routes: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # the operator's exceptions (pgo.toml `allow`), each lifting one rule
+    allow: tuple[Allow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,16 +54,40 @@ class Violation:
         return f"{where}: {self.message} [{self.rule}]"
 
 
+@dataclass(frozen=True)
+class Lifted:
+    """A violation that an operator exception lifted."""
+
+    allow: Allow
+    violation: Violation
+
+    def __str__(self) -> str:
+        return f"allowed by {self.allow}: {self.violation}"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict on one model: what breaks the policy (none: it may be deployed), what the
+    operator's exceptions lifted, and the exceptions the model did not need."""
+
+    violations: tuple[Violation, ...] = ()
+    lifted: tuple[Lifted, ...] = ()
+    unused: tuple[Allow, ...] = ()
+
+
 class Findings:
     """One judgement: the model, the service, the resolver, and the violations found."""
 
     def __init__(self, model: Mapping[str, Any], files: Sequence[tuple[str, str]],
-                 service: Service, resolve: Resolver) -> None:
+                 service: Service, resolve: Resolver, read: Reader = read_file) -> None:
         self.model = model
         self.files = tuple(files)  # (what, path) of every file compose read for the model
         self.service = service
         self.resolve = resolve
+        self.read = read
         self.found: list[Violation] = []
+        self.lifted: list[Lifted] = []
+        self.memo: dict[str, Any] = {}  # what a rule keeps for the rest of the judgement
         self.services: Mapping[str, Any] = as_map(model.get("services"))
         self.volumes: Mapping[str, Any] = as_map(model.get("volumes"))
         self.networks: Mapping[str, Any] = as_map(model.get("networks"))
@@ -68,10 +98,45 @@ class Findings:
         # (hooks, core.fsmonitor...) would run code on the host
         self.git_dir = self.real(posixpath.join(service.checkout, ".git"))
 
-    def add(self, compose_service: str, rule: str, message: str) -> None:
+    def add(self, compose_service: str, rule: str, message: str,
+            allowed: Allow | None = None) -> None:
+        """A violation; or, when the operator's exception `allowed` lifts it, a note of
+        that."""
         v = Violation(compose_service, rule, message)
-        if v not in self.found:
+        if allowed is not None:
+            if Lifted(allowed, v) not in self.lifted:
+                self.lifted.append(Lifted(allowed, v))
+        elif v not in self.found:
             self.found.append(v)
+
+    def judgement(self) -> Judgement:
+        used = {x.allow for x in self.lifted}
+        return Judgement(tuple(self.found), tuple(self.lifted),
+                         tuple(a for a in self.service.allow if a not in used))
+
+    # -- the operator's exceptions ---------------------------------------------------------
+
+    def allowed(self, kind: str, value: str) -> Allow | None:
+        """The exception of `kind` that names exactly `value` (a capability, a runtime,
+        PORT/PROTO), if the operator granted one."""
+        return next((a for a in self.service.allow if a.kind == kind and a.value == value),
+                    None)
+
+    def allowed_path(self, kind: str, path: str, write: bool = False) -> Allow | None:
+        """The exception of `kind` (bind, device) that covers host path `path`: the path as
+        written and where it really leads both lie at or below the exception's path (where
+        that really leads); for `write`, one that allows writing."""
+        real = self.real(path)
+        if real is None:
+            return None
+        spelled = clean(self.absolute(path))
+        for a in self.service.allow:
+            if a.kind != kind or (write and not a.write) or not under(spelled, a.value):
+                continue
+            root = self.real(a.value)
+            if root is not None and under(real, root):
+                return a
+        return None
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -94,20 +159,29 @@ class Findings:
     def inside(self, real: str) -> bool:
         return any(under(real, root) for root in self.roots)
 
-    def judge_path(self, compose_service: str, what: str, path: str) -> str | None:
+    @property
+    def keep_data(self) -> str:
+        """How to keep data where the policy accepts it (the end of own-data messages)."""
+        return f"keep data under ${{PGO_DATA}} (here {self.service.data})"
+
+    def outside(self, what: str, path: str, real: str) -> str:
+        shown = path if real == path else f"{path} (really {real})"
+        return f"{what} {shown} is outside the service's data and checkout; {self.keep_data}"
+
+    def judge_path(self, compose_service: str, what: str, path: str, hint: str = ""
+                   ) -> str | None:
         """Refuse `path` unless it really leads inside the service's data or checkout;
-        return where it leads when it does."""
+        return where it leads when it does. `hint`: more on how to fix a refusal."""
         real = self.real(path)
         if real is None:
             why = self._real[path]
             self.add(compose_service, DATA, f"{what} {path} can not be followed ({why}): "
-                                            "a path pgod can not resolve is refused")
+                                            f"a path pgod can not resolve is refused; "
+                                            f"{self.keep_data}{hint}")
             return None
         if self.inside(real):
             return real
-        shown = path if real == path else f"{path} (really {real})"
-        self.add(compose_service, DATA,
-                 f"{what} {shown} is outside the service's data and checkout")
+        self.add(compose_service, DATA, self.outside(what, path, real) + hint)
         return None
 
     # -- names -----------------------------------------------------------------------------
@@ -206,6 +280,12 @@ def image_repository(ref: str) -> str:
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         parts = parts[1:]
     return "/".join(parts).lower()
+
+
+def clean(path: str) -> str:
+    """An absolute path by its spelling alone (`..` taken lexically): for comparing what a
+    model says with what an exception names, never for where a path leads."""
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def as_map(v: Any) -> Mapping[str, Any]:

@@ -1,14 +1,42 @@
 """own-names: image tags and container names are one namespace for the whole machine, so what
 the project builds and names is named as its own (NAME-*, NAME_*, NAME/*), and nothing it takes
 is a name of another pgo service's: a build tagged `postgres:16` or another team's image name
-would run in every project that uses it."""
+would run in every project that uses it. Nor does it set the labels by which compose (and
+docker stack) tell which project a container, volume or network is of."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from pgo.policy.model import NAMES, Findings, as_list, as_map, image_repository, items
+from pgo.policy import dockerfiles
+from pgo.policy.model import (
+    NAMES,
+    REMOTE_CONTEXTS,
+    Findings,
+    as_list,
+    as_map,
+    image_repository,
+    items,
+)
+from pgo.policy.paths import Unresolvable
+
+# Labels the tools act on: compose finds a project's containers, volumes and networks by
+# com.docker.compose.project (and .service, .oneoff, .config-hash...), docker stack by
+# com.docker.stack.namespace. Set by a compose file (compose v1 lets a service's labels
+# override its own), a container or volume would be another project's: listed, stopped,
+# removed or reused by it, and pgod would count it as that project's.
+TOOL_LABELS = ("com.docker.compose.", "com.docker.stack.")
+
+
+def labels(f: Findings, name: str, value: Any, what: str = "label") -> None:
+    """`labels` of a compose service, its build or deploy, a volume or a network."""
+    for key, _ in items(value):
+        if key.strip().lower().startswith(TOOL_LABELS):
+            f.add(name, NAMES, f"{what} {key}: a label compose or docker stack sets itself, "
+                               "to tell which project a container, volume or network is "
+                               "of; name yours otherwise")
 
 
 def container_name(f: Findings, name: str, value: Any) -> None:
@@ -22,6 +50,7 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
     """The machine-wide names the compose service takes: its containers (PROJECT-NAME-N,
     v1 PROJECT_NAME_N) and the images its build writes."""
     mine = f.service.name
+    labels(f, name, as_map(svc.get("deploy")).get("labels"), "deploy label")
     for default in (f"{mine}-{name}", f"{mine}_{name}"):
         other = f.owner(default)
         if other != mine:
@@ -37,6 +66,7 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
                                "configuration")
         return
     build = as_map(svc.get("build"))
+    labels(f, name, build.get("labels"), "build label")
     built = [str(svc.get("image") or f"{mine}-{name}")]
     built += [str(t) for t in as_list(build.get("tags"))]
     for ref in built:
@@ -44,7 +74,7 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
             f.add(name, NAMES, f"build writes image {ref}, not a name of the project's own "
                                f"({mine}-*, {mine}_* or {mine}/*): it would replace that image "
                                "for every project on this machine that runs it")
-    for what, ref in build_images(build):
+    for what, ref in build_images(f, name, build):
         other = _others(f, ref)
         if other is not None:
             f.add(name, NAMES, f"build reads image {ref} ({what}), a name of service "
@@ -58,44 +88,84 @@ def _others(f: Findings, ref: str) -> str | None:
     return other if other != f.service.name else None
 
 
-def build_images(build: Mapping[str, Any]) -> list[tuple[str, str]]:
+def build_images(f: Findings, name: str, build: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(what, image reference) of the images a build reads: cache_from, additional contexts
-    `docker-image://`, and the FROM and --from of an inline Dockerfile."""
+    `docker-image://`, and what its Dockerfile names (pgo.policy.dockerfiles), inline or
+    read from this machine. A Dockerfile whose images can not be told is refused here."""
     out: list[tuple[str, str]] = []
     for entry in as_list(build.get("cache_from")):
-        text = str(entry)
-        if "type=" not in text:
-            out.append(("cache_from", text))
+        cache = str(entry)
+        if "type=" not in cache:
+            out.append(("cache_from", cache))
         else:
-            opts = dict(o.strip().partition("=")[::2] for o in text.split(","))
+            opts = dict(o.strip().partition("=")[::2] for o in cache.split(","))
             if opts.get("type") == "registry" and opts.get("ref"):
                 out.append(("cache_from", opts["ref"]))
     for key, value in items(build.get("additional_contexts")):
         if str(value).startswith("docker-image://"):
             out.append((f"context {key}", str(value).removeprefix("docker-image://")))
     inline = build.get("dockerfile_inline")
-    if isinstance(inline, str):
-        out += [("dockerfile_inline", ref) for ref in dockerfile_images(inline)]
-    return out
+    text: str | None = inline if isinstance(inline, str) else None
+    what = "dockerfile_inline"
+    if text is None:
+        what, text = _dockerfile(f, name, build)
+    if text is None:
+        return out
+    try:
+        found = _images(f, text, dict(items(build.get("args"))))
+    except dockerfiles.Unjudgeable as e:
+        f.add(name, NAMES, f"build {what} {e}: the policy can not tell which images the "
+                           "build reads; write their names plainly")
+        return out
+    return out + [(f"{what} {how}", ref) for how, ref in found]
 
 
-def dockerfile_images(text: str) -> list[str]:
-    """The images a Dockerfile names: FROM (not an earlier stage), --from= and a mount's
-    from=. Written with ${...}, a name is taken as written."""
-    stages: set[str] = set()
-    out: list[str] = []
-    for line in text.replace("\\\n", " ").splitlines():
-        words = line.split()
-        if words and words[0].upper() == "FROM":
-            args = [w for w in words[1:] if not w.startswith("--")]
-            if args and args[0].lower() not in stages:
-                out.append(args[0])
-            if len(args) >= 3 and args[1].upper() == "AS":
-                stages.add(args[2].lower())
-        for word in words:
-            for opt in word.removeprefix("--mount=").split(","):
-                ref = opt.removeprefix("--").partition("from=")[2] \
-                    if opt.removeprefix("--").startswith("from=") else ""
-                if ref and ref.lower() not in stages and not ref.isdigit():
-                    out.append(ref)
-    return out
+# The most Dockerfile text one judgement parses (real ones are a few KiB): a model of many
+# builds of one large Dockerfile each costs the one pgod that long.
+PARSE_BUDGET = 1 << 20
+
+
+def _images(f: Findings, text: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    """dockerfiles.images, once per text and build args in a judgement, within
+    PARSE_BUDGET."""
+    memo: dict[tuple[str, str], list[tuple[str, str]] | str] = f.memo.setdefault(
+        "dockerfiles", {})
+    key = (text, repr(sorted(args.items(), key=str)))
+    got = memo.get(key)
+    if got is None:
+        spent = sum(len(t) for t, _ in memo)
+        if spent + len(text) > PARSE_BUDGET:
+            got = f"makes the Dockerfiles of this project more than {PARSE_BUDGET >> 20} MiB"
+        else:
+            try:
+                got = dockerfiles.images(text, args)
+            except dockerfiles.Unjudgeable as e:
+                got = str(e)
+        memo[key] = got
+    if isinstance(got, str):
+        raise dockerfiles.Unjudgeable(got)
+    return got
+
+
+def _dockerfile(f: Findings, name: str, build: Mapping[str, Any]) -> tuple[str, str | None]:
+    """("dockerfile PATH", its text) of the Dockerfile a build reads from this machine; the
+    text is None when there is none to read (a remote context's, one refused as outside, or
+    missing: the build fails). Read where it really lies, following no symlink put on the
+    way since (pgo.policy.paths.read_file), at most 256 KiB."""
+    context = str(build.get("context") or "")
+    local = bool(context) and "://" not in context and not context.startswith(
+        REMOTE_CONTEXTS)
+    dockerfile = str(build.get("dockerfile") or "Dockerfile")
+    if not local and not dockerfile.startswith("/"):
+        return "", None
+    path = posixpath.join(context, dockerfile) if local else dockerfile
+    real = f.real(path)
+    if real is None or not f.inside(real):
+        return "", None  # (refused as outside the data and checkout: pgo.policy.data)
+    try:
+        data = f.read(real)
+    except Unresolvable as e:
+        f.add(name, NAMES, f"build dockerfile {path} can not be read ({e}): the policy can "
+                           "not tell which images the build reads")
+        return "", None
+    return f"dockerfile {path}", None if data is None else data.decode("utf-8", "replace")

@@ -1,5 +1,7 @@
 """own-namespaces: no host (or another container's) network, ipc, pid, uts, userns or cgroup
-namespace; sharing one is allowed only with another service of the same compose project."""
+namespace; sharing one is allowed only with another service of the same compose project
+(`service:X`, or `container:NAME` where NAME is the container_name of X and the service
+depends on X)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ def namespace(key: str, allowed: frozenset[str]) -> Callable[[Findings, str, Any
             return
         if mode.startswith("service:") and mode.removeprefix("service:") in f.services:
             return  # shared with a container of the same project
-        if mode == "host":
+        if mode.startswith("container:") and key in ("ipc", "pid"):
+            container(f, name, key, mode)
+        elif mode == "host":
             f.add(name, NAMESPACES, f"{key}: host shares the host's {key} namespace")
         else:
             f.add(name, NAMESPACES, f"{key}: {mode} is not the project's own {key} namespace")
@@ -30,8 +34,36 @@ def network_mode(f: Findings, name: str, value: Any) -> None:
     if mode.startswith("service:"):
         if mode.removeprefix("service:") not in f.services:
             f.add(name, NAMESPACES, f"network_mode {mode}: not a service of this project")
-    elif mode == "host" or mode.startswith("container:"):
+    elif mode.startswith("container:"):
+        container(f, name, "network_mode", mode)
+    elif mode == "host":
         f.add(name, NAMESPACES, f"network_mode {mode}: not the project's own network")
+
+
+def container(f: Findings, name: str, key: str, mode: str) -> None:
+    """`container:NAME`: the namespace of the container called NAME. That is the same as
+    `service:X` when NAME is the container_name of compose service X of this project, and
+    this service depends on X: compose then makes X's container first, and when the name is
+    taken (by a container of another project) it stops there. Without the dependency it may
+    make this one first, in the namespace of whatever container has the name then."""
+    target = mode.removeprefix("container:")
+    other = next((str(k) for k, svc in f.services.items()
+                  if str(as_map(svc).get("container_name") or "") == target), None)
+    if other is None:
+        f.add(name, NAMESPACES, f"{key} {mode}: not a container of this project; to share "
+                                "the namespace of a service of this project, use `service:X`")
+    elif not _depends_on(f, name, other):
+        f.add(name, NAMESPACES, f"{key} {mode}: compose service {other}'s container, but "
+                                "compose may start this one first, beside another container "
+                                f"of that name; use `service:{other}` (or depend on {other})")
+
+
+def _depends_on(f: Findings, name: str, other: str) -> bool:
+    """Compose service `name` depends on `other` (and not only if `other` is there)."""
+    deps = as_map(f.services.get(name)).get("depends_on")
+    if isinstance(deps, Mapping):
+        return other in deps and as_map(deps[other]).get("required") not in (False, "false")
+    return other in [str(d) for d in as_list(deps)]
 
 
 def volumes_from(f: Findings, name: str, value: Any) -> None:

@@ -93,9 +93,11 @@ def service(f: Findings, name: str, svc: Mapping[str, Any]) -> None:
     mode = str(svc.get("network_mode") or "")
     own = False
     shared: list[tuple[str, Any]] = []  # (shared network, what the service says about it)
-    if mode == "none" or mode.startswith("service:"):
-        own = True  # no network at all, or the other service's (judged on that service)
-    elif mode == "host" or mode.startswith("container:"):
+    if mode == "none" or mode.startswith(("service:", "container:")):
+        # no network at all, or another container's: that of a service of the project
+        # (judged on that service), or refused as another's (pgo.policy.namespaces)
+        own = True
+    elif mode == "host":
         pass
     elif mode:
         net = "bridge" if mode == "default" else mode
