@@ -289,9 +289,9 @@ class Project:
         return out + list(args)
 
     async def _run(self, *args: str, timeout: float = UP_TIMEOUT, with_file: bool = True,
-                   stdin: bytes | None = None) -> str:
+                   stdin: bytes | None = None, cwd: str | None = None) -> str:
         argv = self.argv(*args, with_file=with_file)
-        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=cwd or str(self.workdir),
                                     env=self.env, timeout=timeout, secrets=self.secrets,
                                     stdin=stdin, service=self.name, check=True,
                                     what=f"compose {args[0]}")
@@ -503,15 +503,21 @@ class Project:
         finally:
             self.snapshot.invalidate()
 
-    async def down(self) -> None:
-        """Down the project. Works without a compose file (v2) so stale projects can go."""
+    async def down(self, *, whole: bool = False) -> None:
+        """Down the project. Works without a compose file (v2) so stale projects can go.
+        `whole` (v2): every container and network labelled as the project's, whatever the
+        model in the checkout declares. (Downed with a model that declares a network under
+        another key than the one that made it, compose v2 may leave that network, and the
+        next `up` fails on it again.)"""
         try:
             self.file  # noqa: B018 - raises when there is no file
-            with_file = True
+            with_file = not (whole and self.binary != V1)
         except ComposeError:
             with_file = False
         try:
-            await self._run("down", "--remove-orphans", with_file=with_file)
+            # (without a file, from a directory of no compose file: compose goes by labels)
+            await self._run("down", "--remove-orphans", with_file=with_file,
+                            cwd=None if with_file else "/")
         finally:
             self.snapshot.invalidate()
 

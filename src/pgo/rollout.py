@@ -304,7 +304,7 @@ class Rollout:
                 raise
             self.log.warning("up can not bring this change in place (%s): downing the "
                              "project, then up", why)
-            await self.project.down()
+            await self.project.down(whole=True)
             await self.project.up()
 
     async def _prepare_images(self, model: Model, head: str) -> None:
