@@ -8,6 +8,7 @@ with a generous deadline (the machine is shared)."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,7 +225,13 @@ def test_freeze_holds_across_a_push_and_a_restart_until_unfreeze(make):
     assert svc.pgod.stop() == 0
     svc.pgod.start()
     svc.log(r"reconcile \(start\) done: frozen")
-    h.next_cycle(svc.pgod, svc.name)
+    # a config reload that changes the service: tracked anew, still frozen
+    svc.pgod.write_config([{"name": svc.name, "user": h.USER, "repository": svc.up.url,
+                            "env": ["RELOADED=1"]}])
+    svc.pgod.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    svc.log(r"changed \(.*\): tracking it with the new settings")
+    marks = svc.pgod.count(rf"\[{svc.name}\] reconcile \(.*\) done: frozen")
+    svc.log(r"reconcile \(.*\) done: frozen", count=marks + 2)
     assert svc.version() == "1" and svc.pgod.count(rf"deploying commit {new[:8]}") == 0
     svc.pgod.wait_log(r"SSH listening", count=2)
     down, up = svc.pgoctl("down"), svc.pgoctl("up")  # a hold comes and goes; frozen stays
