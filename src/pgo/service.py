@@ -538,10 +538,11 @@ class TrackedService(Rollout):
                 st.last_error = sync.error
                 return Outcome.PENDING
             again = model.digest == st.applied_model
-            self.log.info("deploying commit %s (%s%s)", head[:8], trigger,
-                          ", down first: x-pgo down is true" if model.down_first else "")
-            outcome = await self._release(model, head, trigger,
-                                          restart=running and bool(st.applied_model))
+            restart = running and bool(st.applied_model)
+            how = "" if not restart else \
+                ", down first: x-pgo down is true" if model.down_first else ", in place"
+            self.log.info("deploying commit %s (%s%s)", head[:8], trigger, how)
+            outcome = await self._release(model, head, trigger, restart=restart)
             if outcome is Outcome.DEPLOYED:
                 st.last_error = sync.error
                 return Outcome.STARTED if again else outcome

@@ -280,7 +280,7 @@ def test_in_place_keeps_an_unchanged_container_and_falls_back_to_down_when_neede
 
     before = ids()
     v2 = svc.push(web("2", side + net.format(key="a"), gate=nets.format(key="a") + GATE))
-    svc.log(rf"deploying commit {v2[:8]} \(poll\)$")
+    svc.log(rf"deploying commit {v2[:8]} \(poll, in place\)$")
     svc.log(rf"deployed commit {v2[:8]} in \S+s \(healthy\)")
     after = ids()
     assert after["side"] == before["side"], "the unchanged container was not touched"
