@@ -24,7 +24,7 @@ from pgo.errors import CommandError, ComposeError, FetchError, PgoError, SecretE
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.logtext import untrusted
 from pgo.policy import judge
-from pgo.rollout import LIVE, Rollout
+from pgo.rollout import LIVE, Rollout, UpFailed
 from pgo.runner import CommandRunner, RunAs, redact
 from pgo.secrets import identity, inplace, tracked_files
 from pgo.state import Attempt, Outcome, State, Verdict, VerdictKind
@@ -554,7 +554,16 @@ class TrackedService(Rollout):
             # (what runs was proven when it was deployed: brought up again, it is not
             # gated, nor rolled back; a pass that fails is tried again at the next)
             self.log.info("not running: bringing up commit %s", head[:8])
-            await self._deploy(model, head, restart=False)
+            try:
+                await self._deploy(model, head, restart=False)
+            except UpFailed as e:
+                if e.verdict is None:
+                    raise
+                # refused on real paths (logged by _refuse): recorded once, not raised to
+                # be logged again
+                await self._attempt(head, trigger, Outcome.REFUSED, None,
+                                    "; ".join(e.verdict.reasons))
+                return Outcome.REFUSED
             st.last_error = sync.error
             return Outcome.STARTED
         st.last_error = sync.error
