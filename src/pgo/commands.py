@@ -12,7 +12,9 @@ reconcile pass (in the handler, or in the TrackedService method it calls); the o
 never wait behind a deploy.
 
 `down` and `stop` hold the service where the client left it: the tracker fetches and judges
-on, but brings nothing up until `up` (or `start`/`restart` after a stop).
+on, but brings nothing up until `up` (or `start`/`restart` after a stop). `freeze` keeps what
+runs and stops following upstream until `unfreeze`; `rollback` deploys an earlier commit of
+the history and freezes there.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from pgo.errors import PgoError
+from pgo.errors import CommandError, PgoError
 from pgo.request import NOT_ACCEPTABLE, Checked, Flag, Refused, Spec, compose_args
 from pgo.runner import redact
-from pgo.state import Hold, VerdictKind
+from pgo.state import Hold, Outcome, VerdictKind
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pgo.engine import Container
     from pgo.runner import Sink
     from pgo.service import TrackedService
 
@@ -67,15 +72,103 @@ async def _locked(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, 
         return rc
 
 
-async def _up(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink) -> int:
+async def _stop_file(svc: TrackedService, spec: Spec, err: Sink) -> bool:
     stopfile = svc.paths.stopfile(svc.name)
     if stopfile.exists():
-        await err(line(f"up: refused: the stop file {stopfile} holds the service down "
-                       "(the machine's operator removes it)"))
+        await err(line(f"{spec.name}: refused: the stop file {stopfile} holds the service "
+                       "down (the machine's operator removes it)"))
+        return True
+    return False
+
+
+async def _deployed(svc: TrackedService, spec: Spec, outcome: Outcome, out: Sink, err: Sink
+                    ) -> int:
+    """What a command that deployed says: the commit that runs, or why not."""
+    st = svc.state
+    if not outcome.ok:
+        await err(line(f"{spec.name}: {outcome}: {st.last_error or '-'}"))
         return 1
-    await svc.apply()
-    await out(line(f"up: commit {svc.state.applied_commit[:8]} is up"))
+    frozen = " (frozen: //unfreeze follows upstream again)" if st.frozen else ""
+    await out(line(f"{spec.name}: commit {st.applied_commit[:8] or '-'} is up{frozen}"))
+    verdict = st.verdict
+    if verdict is not None and verdict.refused and verdict.commit != st.applied_commit:
+        await err(line(f"{spec.name}: upstream's {verdict.summary()}"))
     return 0
+
+
+async def _up(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink) -> int:
+    if await _stop_file(svc, spec, err):
+        return 1
+    return await _deployed(svc, spec, await svc.apply(), out, err)
+
+
+async def _freeze(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
+                  ) -> int:
+    async with svc.lock:
+        st = svc.state
+        head = await svc.checkout.head()
+        if not st.frozen:
+            st.frozen = True
+            svc.save()
+            svc.log.info("frozen at commit %s (//freeze): upstream is fetched, not followed, "
+                         "until //unfreeze", head[:8])
+    await out(line(f"freeze: frozen at commit {head[:8]}; upstream is fetched, not "
+                   f"followed ({await _behind(svc)}), until unfreeze"))
+    return 0
+
+
+async def _unfreeze(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
+                    ) -> int:
+    async with svc.lock:
+        was = svc.state.frozen
+        svc.state.frozen = False
+        svc.save()
+    if was:
+        svc.log.info("unfrozen (//unfreeze): following upstream again")
+    outcome = await svc.reconcile("//unfreeze")
+    await out(line(f"unfreeze: following upstream; {outcome}: commit "
+                   f"{svc.state.desired_commit[:8] or '-'}"))
+    if not outcome.ok:
+        await err(line(svc.state.last_error))
+        return 1
+    return 0
+
+
+async def _rollback(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
+                    ) -> int:
+    if await _stop_file(svc, spec, err):
+        return 1
+    target = svc.rollback_target(checked.words[0] if checked.words else None)
+    outcome = await svc.rollback(target)
+    return await _deployed(svc, spec, outcome, out, err)
+
+
+async def _history(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
+                   ) -> int:
+    rows = history_lines(svc)
+    await out(line("\n".join(rows) if rows else "history: no deploy attempt yet"))
+    return 0
+
+
+def history_lines(svc: TrackedService) -> list[str]:
+    """Newest first: time, commit, outcome, trigger, duration, reason."""
+    out = []
+    for a in reversed(svc.state.history):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a.at))
+        took = f"{a.duration:.1f}s" if a.duration is not None else "-"
+        out.append(f"{stamp}  {a.commit[:8]}  {a.outcome:<11}  {a.trigger:<10}  {took:>7}  "
+                   f"{a.reason or '-'}")
+    return out
+
+
+async def _behind(svc: TrackedService) -> str:
+    """How far upstream is ahead of the checkout, in words."""
+    try:
+        n = await svc.checkout.behind()
+    except (CommandError, ValueError):
+        return "upstream's commit not known"
+    return "upstream is at the same commit" if n == 0 else \
+        f"upstream is {n} commit{'s' * (n != 1)} ahead"
 
 
 async def _down(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, err: Sink
@@ -115,7 +208,11 @@ async def _load(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, er
         await err(line(f"refused: commit {head[:8]}: {refused.reasons[0]}"))
         return 1
     else:
-        violations = svc.violations(await svc.project.config())
+        verdict = await svc.judge_model(head, await svc.project.config())
+        if verdict.kind is VerdictKind.ERROR:
+            await err(line(f"refused: commit {head[:8]}: {verdict.reasons[0]}"))
+            return 1
+        violations = list(verdict.reasons)
     if not violations:
         note = " (a root service: the policy does not apply)" if svc.cfg.is_root else ""
         await out(line(f"accepted: commit {head[:8]}{note}"))
@@ -134,6 +231,7 @@ def ago(t: float, now: float) -> str:
 
 
 def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float,
+                 behind: str = "", containers: Sequence[Container] = (),
                  recipient: str = "") -> list[str]:
     st = svc.state
     rows = [
@@ -150,12 +248,30 @@ def status_lines(svc: TrackedService, running: bool, stopfile: bool, now: float,
         rows.append(("held", f"down by the stop file {svc.paths.stopfile(svc.name)}"))
     if st.hold:
         rows.append(("held", f"by pgoctl {st.hold} (until {st.hold.lifted_by()})"))
+    if st.frozen:
+        rows.append(("frozen", f"at commit {st.applied_commit[:8] or '-'}"
+                     + (f"; {behind}" if behind else "") + " (until unfreeze)"))
+    if svc.activity:
+        rows.append(("deploying", svc.activity))
+    rows.append(("last good", st.last_good[:8] or "-"))
     if st.awaiting_up:
         rows.append(("waiting", f"commit {st.desired_commit[:8]} waits for a manual up "
                      "(x-pgo reload: false)"))
-    if st.verdict is not None and st.verdict.refused:
+    if st.verdict is not None and st.verdict.kind is VerdictKind.FAILED:
+        rows.append(("failed", f"commit {st.verdict.commit[:8]}: "
+                     + "; ".join(st.verdict.reasons)))
+    elif st.verdict is not None and st.verdict.refused:
         rows.append(("refused", f"commit {st.verdict.commit[:8]}"))
         rows += [("violation", v) for v in st.verdict.reasons]
+    if st.history:
+        last = st.history[-1]
+        rows.append(("last deploy", f"commit {last.commit[:8]} {last.outcome} at "
+                     f"{ago(last.at, now)}"))
+    for c in containers:
+        if not c.oneoff:
+            rows.append(("container", f"{c.name} {c.state}"
+                         + (f" ({c.health})" if c.health else "")
+                         + (f": {c.status}" if c.status else "")))
     rows.append(("error", st.last_error or "-"))
     return [f"{k + ':':<11} {v}" for k, v in rows]
 
@@ -166,12 +282,18 @@ async def _status(svc: TrackedService, spec: Spec, checked: Checked, out: Sink, 
         running = await svc.project.running()
     except PgoError:
         running = False
+    try:
+        containers = await svc.project.containers()
+    except PgoError:
+        containers = []
     stopfile = svc.paths.stopfile(svc.name).exists()
+    behind = await _behind(svc) if svc.state.frozen else ""
     try:
         recipient = await _recipient_of(svc)
     except PgoError as e:
         recipient = f"- ({e})"
-    text = "\n".join(status_lines(svc, running, stopfile, time.time(), recipient))
+    text = "\n".join(status_lines(svc, running, stopfile, time.time(), behind, containers,
+                                  recipient))
     await out(line(redact(text, svc.secrets)))
     return 0
 
@@ -246,8 +368,8 @@ JOURNAL_FLAGS: tuple[Flag, ...] = (
 
 # The command table, in the order pgoctl's help and pgoctl(1) list them.
 COMMANDS: dict[str, Spec] = {s.name: s for s in (
-    Spec("up", "judge the checkout and bring the project up (ends a down or stop)", _up,
-         lock=True),
+    Spec("up", "judge the checkout and bring the project up (ends a down or stop; tries "
+         "a failed commit again)", _up, lock=True),
     Spec("down", "down the project; it stays down until up", _down, lock=True,
          flags=(("--volumes", "-v", False), *TIMEOUT_FLAGS)),
     Spec("stop", "stop containers; they stay stopped until start, restart or up", _locked,
@@ -264,7 +386,12 @@ COMMANDS: dict[str, Spec] = {s.name: s for s in (
     Spec("exec", "run a command in a running container (no TTY)", _stream,
          flags=EXEC_FLAGS, positional="exec"),
     Spec("load", "judge the current checkout by the compose policy", _load),
-    Spec("status", "what pgod knows: desired and applied commit, errors, holds", _status),
+    Spec("status", "what pgod knows: commits, holds, freeze, failures, containers", _status),
+    Spec("history", "the last deploy attempts, newest first", _history),
+    Spec("freeze", "keep what runs; fetch upstream but do not follow it", _freeze, lock=True),
+    Spec("unfreeze", "follow upstream again (and reconcile now)", _unfreeze, lock=True),
+    Spec("rollback", "deploy an earlier commit of the history (default: the last good one "
+         "before what runs) and freeze there", _rollback, lock=True, positional="commit"),
     Spec("recipient", "the age recipient to encrypt the repository's SOPS files for",
          _recipient),
     Spec("ping", "check that the key works", _ping),

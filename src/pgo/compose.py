@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 
 from pgo import compose_model as cm
-from pgo import drift, engine
+from pgo import drift, engine, xpgo
 from pgo.errors import CommandError, ComposeError
 from pgo.runner import CommandRunner, RunAs, Sink, redact
 
@@ -86,22 +87,52 @@ class Model:
     def digest(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
-    def _extension(self, key: str) -> Any:
-        ext = self.data.get("x-pgo")
-        return ext.get(key) if isinstance(ext, dict) else None
+    def settings(self, defaults: xpgo.Settings | None = None) -> xpgo.Settings:
+        """How pgod deploys the model: its top-level `x-pgo` (pgo.xpgo), the rest from
+        `defaults`. ValueError with one line when `x-pgo` is not valid (the commit is then
+        refused: TrackedService judges it with the policy)."""
+        return xpgo.Settings.parse(self.data.get("x-pgo"), defaults)
+
+    def _setting(self, key: str) -> bool:
+        try:
+            return bool(getattr(self.settings(), key))
+        except ValueError:
+            return bool(getattr(xpgo.Settings(), key))
 
     @property
     def deploys_changes(self) -> bool:
         """False when `x-pgo: {reload: false}` asks that a changed model wait for a manual
         up, the running containers left as they are (the original pgo's name for it)."""
-        return self._extension("reload") is not False
+        return self._setting("reload")
 
     @property
     def down_first(self) -> bool:
-        """`x-pgo: {down: false}` asks to deploy a change with `up` alone: compose then
-        recreates only the containers whose configuration changed (and removes those of
-        services that are gone), instead of the original's down of the whole project."""
-        return self._extension("down") is not False
+        """`x-pgo: {down: true}` asks to deploy a change as the original pgo did: down the
+        whole project, then up. By default a change is brought up in place with `up`
+        alone: compose recreates only the containers whose configuration changed (and
+        removes those of services that are gone)."""
+        return self._setting("down")
+
+
+# What compose prints when `up` can not bring a change up in place, and only a down first
+# would: v2 (2.40) when a network the project made is now declared under another key with
+# the same `name:` (its label names the old key); v1 when a network's options changed
+# (`Network "p_n" needs to be recreated - option "..." has changed`; v2 recreates such a
+# network by itself). Matched as whole lines, as the tools print them; nothing else is.
+NEEDS_DOWN = (
+    re.compile(r'network \S+ was found but has incorrect label com\.docker\.compose\.network '
+               r'set to ".*" \(expected: ".*"\)'),
+    re.compile(r'(?:ERROR: )?Network "[^"]+" needs to be recreated - .+ has changed'),
+)
+
+
+def needs_down(output: str) -> str | None:
+    """The line of a failed `up`'s output that says the change needs a down first."""
+    for line in output.splitlines():
+        line = line.strip()
+        if any(rx.fullmatch(line) for rx in NEEDS_DOWN):
+            return line
+    return None
 
 
 # The Docker Engine's own socket: the daemon `docker` and `docker compose` talk to when
@@ -207,7 +238,6 @@ PS_FORMAT = "\t".join(("{{.ID}}", "{{.State}}",
                        *(f'{{{{json (.Label "{label}")}}}}' for label in (
                            engine.SERVICE_LABEL, engine.HASH_LABEL, engine.ONEOFF_LABEL)),
                        "{{json .Names}}"))
-STOP_GRACE = 10
 
 
 def containers_from_ps(project: str, text: str) -> list[engine.Container]:
@@ -259,9 +289,9 @@ class Project:
         return out + list(args)
 
     async def _run(self, *args: str, timeout: float = UP_TIMEOUT, with_file: bool = True,
-                   stdin: bytes | None = None) -> str:
+                   stdin: bytes | None = None, cwd: str | None = None) -> str:
         argv = self.argv(*args, with_file=with_file)
-        res = await self.runner.run(argv, as_user=self.as_user, cwd=str(self.workdir),
+        res = await self.runner.run(argv, as_user=self.as_user, cwd=cwd or str(self.workdir),
                                     env=self.env, timeout=timeout, secrets=self.secrets,
                                     stdin=stdin, service=self.name, check=True,
                                     what=f"compose {args[0]}")
@@ -473,15 +503,21 @@ class Project:
         finally:
             self.snapshot.invalidate()
 
-    async def down(self) -> None:
-        """Down the project. Works without a compose file (v2) so stale projects can go."""
+    async def down(self, *, whole: bool = False) -> None:
+        """Down the project. Works without a compose file (v2) so stale projects can go.
+        `whole` (v2): every container and network labelled as the project's, whatever the
+        model in the checkout declares. (Downed with a model that declares a network under
+        another key than the one that made it, compose v2 may leave that network, and the
+        next `up` fails on it again.)"""
         try:
             self.file  # noqa: B018 - raises when there is no file
-            with_file = True
+            with_file = not (whole and self.binary != V1)
         except ComposeError:
             with_file = False
         try:
-            await self._run("down", "--remove-orphans", with_file=with_file)
+            # (without a file, from a directory of no compose file: compose goes by labels)
+            await self._run("down", "--remove-orphans", with_file=with_file,
+                            cwd=None if with_file else "/")
         finally:
             self.snapshot.invalidate()
 
@@ -489,13 +525,21 @@ class Project:
         """True when at least one container of this project is running."""
         return await self.snapshot(self.name)
 
-    async def containers(self) -> list[engine.Container]:
-        """Every container labelled as this project's, whatever its state: one request to
-        the engine's API when pgod talks to the default engine (RunningProjects.socket) and
-        the service's environment points compose nowhere else, else `docker ps -a` as the
-        service's user."""
+    @property
+    def engine_socket(self) -> str | None:
+        """The engine's API socket, when pgod talks to the default engine
+        (RunningProjects.socket) and the service's environment points compose nowhere
+        else; None: ask the docker CLI as the service's user."""
         socket = self.snapshot.socket
         if socket and not any(k in self.env for k in ("DOCKER_HOST", "DOCKER_CONTEXT")):
+            return socket
+        return None
+
+    async def containers(self) -> list[engine.Container]:
+        """Every container labelled as this project's, whatever its state: one request to
+        the engine's API (engine_socket), else `docker ps -a` as the service's user."""
+        socket = self.engine_socket
+        if socket:
             try:
                 return await engine.containers(self.name, socket)
             except engine.EngineError as e:
@@ -506,6 +550,54 @@ class Project:
             as_user=self.as_user, env=self.env, timeout=CONFIG_TIMEOUT,
             secrets=self.secrets, service=self.name, check=True)
         return containers_from_ps(self.name, res.stdout.decode("utf-8", "replace"))
+
+    async def inspect(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """What `docker inspect` prints for each of the containers `ids` that still exists:
+        from the engine's API (engine_socket), else `docker inspect` as the service's
+        user."""
+        socket = self.engine_socket
+        if socket:
+            try:
+                docs = await asyncio.gather(*(self._inspect_one(cid, socket) for cid in ids))
+                return [d for d in docs if d is not None]
+            except engine.EngineError as e:
+                self.log.warning("docker engine: %s; asking `docker inspect`", e)
+        if not ids:
+            return []
+        res = await self.runner.run(["docker", "inspect", "--type", "container", "--", *ids],
+                                    as_user=self.as_user, env=self.env,
+                                    timeout=CONFIG_TIMEOUT, secrets=self.secrets,
+                                    service=self.name)
+        # (exit 1 when one of them is gone: the others are printed all the same)
+        try:
+            docs = json.loads(res.stdout or b"[]")
+        except ValueError:
+            raise CommandError("docker inspect", res.returncode,
+                               redact(res.output, self.secrets)) from None
+        return [d for d in docs if isinstance(d, dict)] if isinstance(docs, list) else []
+
+    @staticmethod
+    async def _inspect_one(cid: str, socket: str) -> dict[str, Any] | None:
+        try:
+            return await engine.inspect(cid, socket)
+        except engine.EngineError as e:
+            if "HTTP 404" in str(e):
+                return None  # removed since it was listed
+            raise
+
+    async def last_log_lines(self, cid: str, lines: int = 5) -> str:
+        """The last `lines` lines a container wrote (stdout and stderr), redacted."""
+        socket = self.engine_socket
+        if socket:
+            try:
+                return redact(await engine.last_log_lines(cid, socket, lines), self.secrets)
+            except engine.EngineError as e:
+                self.log.debug("docker engine: %s; asking `docker logs`", e)
+        res = await self.runner.run(["docker", "logs", "--tail", str(lines), "--", cid],
+                                    as_user=self.as_user, env=self.env,
+                                    timeout=CONFIG_TIMEOUT, secrets=self.secrets,
+                                    service=self.name)
+        return redact(res.output, self.secrets) if res.returncode == 0 else ""
 
     async def config_hashes(self) -> dict[str, str]:
         """compose service -> the configuration hash compose stamps on the containers it
@@ -518,10 +610,11 @@ class Project:
             raise ComposeError(f"compose config --hash: {e}") from None
 
     async def retire(self, stop: Sequence[str], remove: Sequence[str] = ()) -> None:
-        """Stop the containers `stop` (a grace period of STOP_GRACE seconds, as compose's
-        own), then remove those of `remove`, as the service's user. (A stopped container
-        is not started again by its restart policy, until dockerd itself restarts.)"""
-        argvs = [["docker", "stop", "-t", str(STOP_GRACE), "--", *stop]] if stop else []
+        """Stop the containers `stop` (each with its own stop signal and grace period, as
+        compose set them from `stop_signal` and `stop_grace_period`: 10 s by default), then
+        remove those of `remove`, as the service's user. (A stopped container is not
+        started again by its restart policy, until dockerd itself restarts.)"""
+        argvs = [["docker", "stop", "--", *stop]] if stop else []
         if remove:
             argvs.append(["docker", "rm", "--force", "--", *remove])
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import shutil
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pgo import caddy, config, nfs, notify, reload
+from pgo import caddy, config, nfs, notify, reload, xpgo
 from pgo.compose import Project, RunningProjects, engine_socket
 from pgo.errors import PgoError
 from pgo.runner import CommandRunner, Runner
@@ -37,6 +38,16 @@ class Options:
     metric_addr: tuple[str, int] | None
     restart: bool  # reload the config when the file changes
     compose_binary: tuple[str, ...]
+    gate: xpgo.Settings = xpgo.Settings()  # the health gate's defaults (--health-timeout...)
+
+
+class _Slot:
+    """Whether the pass of this task holds one of Daemon.slots (see slot_released)."""
+
+    held = False
+
+
+SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("slot", default=None)
 
 
 class Daemon:
@@ -80,7 +91,24 @@ class Daemon:
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
                               hooks=self.hooks, running=self.running, fleet=lambda: self.cfg,
-                              lock=self.locks.setdefault(svc.name, asyncio.Lock()))
+                              lock=self.locks.setdefault(svc.name, asyncio.Lock()),
+                              defaults=self.opts.gate, outside_slot=self.slot_released)
+
+    @contextlib.asynccontextmanager
+    async def slot_released(self) -> AsyncIterator[None]:
+        """The pass's slot given back while it only waits on the engine (a health gate, up
+        to its deadline), so that other services' passes go on; taken again after."""
+        slot = SLOT.get()
+        if slot is None or not slot.held:
+            yield
+            return
+        self.slots.release()
+        slot.held = False
+        try:
+            yield
+        finally:
+            await self.slots.acquire()
+            slot.held = True
 
     async def remove_stale(self, keep: Sequence[str]) -> None:
         """Down and remove every checkout in --dir that belongs to no configured service."""
@@ -135,13 +163,22 @@ class Daemon:
         """The poll loop of one service: reconcile, sleep -t plus jitter (or until woken)."""
         while True:
             svc.wake.clear()
-            async with self.slots:
-                try:
-                    await svc.reconcile("poll" if svc.verified else "start")
-                except (OSError, ValueError, RuntimeError) as e:
-                    # reconcile turns pgo's own errors into an outcome; anything else is a
-                    # bug or a machine problem, and must not end this service's tracking
-                    svc.log.exception("reconcile failed unexpectedly: %s", e)
+            trigger = svc.woken_by or ("poll" if svc.verified else "start")
+            svc.woken_by = ""
+            slot = _Slot()
+            await self.slots.acquire()
+            slot.held = True
+            token = SLOT.set(slot)
+            try:
+                await svc.reconcile(trigger)
+            except (OSError, ValueError, RuntimeError) as e:
+                # reconcile turns pgo's own errors into an outcome; anything else is a
+                # bug or a machine problem, and must not end this service's tracking
+                svc.log.exception("reconcile failed unexpectedly: %s", e)
+            finally:
+                SLOT.reset(token)
+                if slot.held:
+                    self.slots.release()
             delay = self.opts.interval * (1 + random.uniform(0, 0.5))
             if not svc.wake.is_set():  # (a webhook during the pass: go again at once)
                 svc.log.debug("idle for %.0fs or until woken", delay)

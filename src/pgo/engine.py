@@ -271,3 +271,58 @@ def why(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     return str(e) or type(e).__name__
+
+
+# -- one container ------------------------------------------------------------------------
+
+ID_RE = re.compile(r"[0-9a-f]{12,64}")
+LOG_BYTES = 64 * 1024  # of a container's last log lines
+
+
+def _container_path(cid: str, what: str) -> str:
+    if not ID_RE.fullmatch(cid):
+        raise EngineError(f"not a container id: {cid[:80]!r}")
+    return f"/containers/{cid}/{what}"
+
+
+async def inspect(cid: str, socket: str = ENGINE_SOCKET) -> dict[str, Any]:
+    """`GET /containers/ID/json`: what `docker inspect` prints for one container."""
+    doc = await get_json(socket, _container_path(cid, "json"))
+    if not isinstance(doc, dict):
+        raise EngineError(f"inspect {cid[:12]}: not an object")
+    return doc
+
+
+async def last_log_lines(cid: str, socket: str = ENGINE_SOCKET, lines: int = 5) -> str:
+    """The container's last `lines` lines of output (stdout and stderr, as they came),
+    at most LOG_BYTES of them."""
+    target = query(_container_path(cid, "logs"), stdout="1", stderr="1", tail=str(lines))
+    async with open_request(socket, target) as (resp, reader):
+        if resp.status != 200:
+            raise EngineError(f"GET {target.split('?')[0]}: "
+                              + await error_message(resp, reader))
+        data = bytearray()
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                async for piece in body(reader, resp):
+                    data += piece
+                    if len(data) > LOG_BYTES:
+                        break
+        except (OSError, TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as e:
+            raise EngineError(f"{socket}: reading the logs: {why(e)}") from None
+    return demux(bytes(data)).decode("utf-8", "replace")
+
+
+def demux(data: bytes) -> bytes:
+    """The payload of the engine's multiplexed log stream (a container without a TTY: each
+    frame an 8-byte header, stream 0-2 and a big-endian length); other data as it is."""
+    out = bytearray()
+    pos = 0
+    while pos + 8 <= len(data) and data[pos] in (0, 1, 2) and data[pos + 1:pos + 4] == b"\0\0\0":
+        size = int.from_bytes(data[pos + 4:pos + 8], "big")
+        out += data[pos + 8:pos + 8 + size]
+        pos += 8 + size
+    if pos == 0:
+        return data
+    return bytes(out)

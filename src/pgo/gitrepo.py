@@ -26,6 +26,7 @@ GIT_TIMEOUT = 300.0
 GITCONFIG = "[safe]\n\tdirectory = *\n[gc]\n\tauto = 0\n[core]\n\thooksPath = /dev/null\n"
 
 SCRATCH_PREFIX = "next-"  # a worktree() directory
+KEEP_REFS = "refs/pgo/"  # pgod's own refs in a checkout's repository (Checkout.keep)
 
 # The post-checkout step: called with the directory a commit was just checked out in (the
 # checkout, or a worktree() beside it) and the commit; what it raises, the caller gets.
@@ -187,6 +188,33 @@ class Checkout:
 
     async def commit_time(self, commit: str) -> int:
         return int(await self._git("show", "-s", "--format=%ct", commit))
+
+    async def has(self, commit: str) -> bool:
+        """Whether the repository holds `commit`."""
+        try:
+            await self._git("cat-file", "-e", f"{commit}^{{commit}}")
+        except CommandError:
+            return False
+        return True
+
+    async def behind(self) -> int:
+        """How many commits of upstream's branch (as last fetched) the checkout lacks."""
+        return int(await self._git("rev-list", "--count",
+                                   f"HEAD..refs/remotes/origin/{self.branch}"))
+
+    async def keep(self, commits: Mapping[str, str]) -> None:
+        """Exactly `commits` (name -> commit) as refs under refs/pgo/: what they name stays
+        in the repository whatever upstream does to its history (fetch --prune drops only
+        the remote-tracking ref; gc is off). Deployed commits are kept so, for //rollback."""
+        listed = await self._git("for-each-ref", "--format=%(refname) %(objectname)",
+                                 KEEP_REFS)
+        have = dict(line.split(" ", 1) for line in listed.splitlines() if " " in line)
+        want = {KEEP_REFS + name: commit for name, commit in commits.items()}
+        for ref, commit in want.items():
+            if have.get(ref) != commit:
+                await self._git("update-ref", ref, commit)
+        for ref in have.keys() - want.keys():
+            await self._git("update-ref", "-d", ref)
 
     @contextlib.asynccontextmanager
     async def worktree(self, commit: str, parent: Path) -> AsyncIterator[Path]:

@@ -315,7 +315,7 @@ class HttpServer:
         event = req.headers.get("x-github-event") or req.headers.get("x-gitea-event") \
             or req.headers.get("x-gitlab-event") or "push"
         svc.log.info("webhook (%s): reconciling now", untrusted(event, 40))
-        svc.wake.set()
+        svc.wake_for("webhook")
         metrics.WEBHOOKS.labels(name, "accepted").inc()
         metrics.HTTP_REQUESTS.labels("hooks", "202").inc()
         return response(202, f"reconcile of {name} queued\n".encode())

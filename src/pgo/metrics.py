@@ -64,6 +64,14 @@ REFUSALS = Counter("pgo_policy_refusals_total", "Commits refused by the compose 
 DURATION = Histogram("pgo_reconcile_duration_seconds", "Time one reconcile pass took",
                      ["service"], registry=REGISTRY,
                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+DEPLOYS = Counter("pgo_deploys_total", "Deploy attempts by outcome (deployed, rolled back, "
+                  "failed, refused)", ["service", "outcome"], registry=REGISTRY)
+ROLLBACKS = Counter("pgo_rollbacks_total", "Rollbacks pgod carried out: to the last good commit "
+                    "after a failed deploy", ["service"], registry=REGISTRY)
+DEPLOY_DURATION = Histogram("pgo_deploy_duration_seconds", "Time a deploy attempt took, from "
+                            "its start to its end, health gate and rollback included",
+                            ["service"], registry=REGISTRY,
+                            buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1800))
 APPLIED_TIME = Gauge("pgo_applied_commit_timestamp_seconds",
                      "Commit time of the commit last brought up", ["service"], registry=REGISTRY)
 APPLIED_AT = Gauge("pgo_applied_timestamp_seconds", "When the service was last brought up",

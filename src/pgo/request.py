@@ -62,9 +62,11 @@ class Request:
 
 # (long flag, its short form or "", takes a value)
 Flag = tuple[str, str, bool]
-# what a command takes besides its flags: nothing, compose service names, or (exec) a
-# compose service and the command to run in it, passed through untouched
-Positional = Literal["none", "services", "exec"]
+# what a command takes besides its flags: nothing, compose service names, (exec) a
+# compose service and the command to run in it, passed through untouched, or (rollback) at
+# most one commit, a prefix of hexadecimal digits
+Positional = Literal["none", "services", "exec", "commit"]
+COMMIT_RE = re.compile(r"[0-9a-fA-F]{4,64}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ def check_args(s: Spec, args: tuple[str, ...]) -> Checked:
         for word in rest:
             if not SERVICE_RE.fullmatch(word):
                 raise _refuse(s, word, "is not a compose service name")
+    if s.positional == "commit":
+        if len(rest) > 1:
+            raise _refuse(s, rest[1], "takes at most one commit")
+        if rest and not COMMIT_RE.fullmatch(rest[0]):
+            raise _refuse(s, rest[0], "is not a commit (4 to 64 hexadecimal digits)")
     if s.positional == "exec" and (len(rest) < 2 or not SERVICE_RE.fullmatch(rest[0])):
         raise Refused(BAD_REQUEST,
                       "Bad Request: exec: give a compose service and a command "

@@ -1,7 +1,9 @@
 """One tracked service: its directories, its lock, its recorded state, and reconcile().
 
 Every path that changes what runs (the poll tick, a webhook, `pgoctl //git pull`, a config
-reload, start-up) calls reconcile(); manual `up` calls apply(). Both hold the service's lock.
+reload, start-up) calls reconcile(); manual `up` calls apply(), the same pass asked for by
+hand. Both hold the service's lock. How a commit goes live (the deploy, its health gate,
+the rollback) is pgo.rollout's, a part of TrackedService.
 """
 
 from __future__ import annotations
@@ -16,19 +18,19 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgo import config, metrics, registry
+from pgo import config, health, metrics, registry, xpgo
 from pgo.compose import Model, Project, RunningProjects
-from pgo.errors import CommandError, ComposeError, FetchError, PgoError, PolicyRefusal, SecretError
+from pgo.errors import CommandError, ComposeError, FetchError, PgoError, SecretError
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.logtext import untrusted
 from pgo.policy import judge
+from pgo.rollout import LIVE, Rollout, UpFailed
 from pgo.runner import CommandRunner, RunAs, redact
 from pgo.secrets import identity, inplace, tracked_files
-from pgo.state import Outcome, State, Verdict, VerdictKind
+from pgo.state import Attempt, Outcome, State, Verdict, VerdictKind
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
-# container states in which a container's processes run, or may at any moment
-LIVE = frozenset({"running", "restarting", "paused", "removing"})
+__all__ = ["LIVE", "STATE_DIR", "Hooks", "Paths", "TrackedService"]
 
 
 class Logger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -84,6 +86,10 @@ def compose_env(cfg: config.Service, paths: Paths) -> dict[str, str]:
 
 # A hook run at a point of a service's pass (NFS mount, Caddy import...).
 Hook = Callable[["TrackedService"], Awaitable[None]]
+# A hook told of every deploy attempt recorded in the history (notifications, the status
+# page): deployed, rolled back, failed, refused. It is awaited in the pass, under the
+# service's lock: it must return at once (queue, don't deliver) and not raise.
+AttemptHook = Callable[["TrackedService", Attempt], Awaitable[None]]
 
 
 @dataclass
@@ -93,6 +99,7 @@ class Hooks:
     # on every pass that is not held down by the stop file, once the checkout is synced
     # (a reset of the checkout is followed at once: the Caddy import)
     after_sync: list[Hook] = field(default_factory=list)
+    after_attempt: list[AttemptHook] = field(default_factory=list)  # every recorded attempt
 
 
 @dataclass(frozen=True)
@@ -103,14 +110,17 @@ class Synced:
     error: str = ""  # why upstream could not be read ("" when it could)
     # upstream's commit, refused (or not judged) before it reached the checkout
     kept_out: Verdict | None = None
+    upstream: str = ""  # upstream's commit, not followed while frozen
 
 
-class TrackedService:
+class TrackedService(Rollout):
     def __init__(self, cfg: config.Service, paths: Paths, runner: CommandRunner,
                  compose_binary: Sequence[str], *, hooks: Hooks | None = None,
                  as_user: RunAs | None = None, running: RunningProjects | None = None,
                  fleet: Callable[[], config.Config] | None = None,
-                 lock: asyncio.Lock | None = None) -> None:
+                 lock: asyncio.Lock | None = None, defaults: xpgo.Settings | None = None,
+                 outside_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None
+                 ) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.paths = paths
@@ -126,7 +136,15 @@ class TrackedService:
         self.secrets = inplace.Redactions(cfg.secrets())
         self.log = Logger(logging.getLogger("pgo.service"),
                           {"service": cfg.name, "secrets": self.secrets})
-        self.state = State.load(paths.state(cfg.name))
+        self.state = State.load(paths.state(cfg.name), self.log)
+        # the health gate's deadline and settle time where x-pgo sets none (pgod's flags)
+        self.defaults = defaults or xpgo.Settings()
+        # gives back the daemon's slot of concurrent passes while a pass only waits (the
+        # health gate), so that a long gate holds up no other service
+        self.outside_slot = outside_slot or contextlib.nullcontext
+        self.gate_poll = health.POLL
+        self.activity = ""  # what the pass under way is doing, for //status ("": none)
+        self.trigger = ""  # what asked for the pass under way
         self.as_user = as_user or RunAs.lookup(cfg.user, home=self._home())
         self.checkout = Checkout(paths.checkout(cfg.name), cfg.repository, cfg.branch, runner,
                                  self.as_user, gitconfig=paths.gitconfig(),
@@ -137,6 +155,7 @@ class TrackedService:
         self.decrypted_at = ""
         self.project = self.project_in(paths.checkout(cfg.name), running=running)
         self.wake = asyncio.Event()
+        self.woken_by = ""  # what set `wake` (wake_for), for the pass's trigger
         self._saved: dict[str, object] | None = None
         self._stopfile = str(paths.stopfile(cfg.name))
         # Set once this process has reconciled the service: until then the checkout is
@@ -146,6 +165,16 @@ class TrackedService:
         # model is a function of the commit for the lifetime of this object (its config is
         # frozen), so an unchanged commit is not loaded and judged again every pass.
         self.judged: tuple[Verdict, Model | None] | None = None
+
+    def wake_for(self, reason: str) -> None:
+        """Ask for a pass now (its trigger: `reason`, e.g. webhook) instead of at the poll."""
+        self.woken_by = reason
+        self.wake.set()
+
+    @property
+    def busy(self) -> bool:
+        """A pass or a command is changing the project now (a deploy, its health gate)."""
+        return self.lock.locked()
 
     # -- setup -------------------------------------------------------------------------
 
@@ -219,19 +248,25 @@ class TrackedService:
 
     # -- reconcile ---------------------------------------------------------------------
 
-    async def reconcile(self, trigger: str = "poll") -> Outcome:
+    async def reconcile(self, trigger: str = "poll", *, manual: bool = False) -> Outcome:
         """Bring the service in line with upstream. `trigger`: what asked (poll, start,
-        webhook, pgoctl...), for the log."""
+        webhook, pgoctl...), for the log and the history. `manual` (//up): a hold and a
+        failed commit's mark are lifted first, and the checkout's model is brought up
+        even when it waits for a manual up or is what runs."""
         async with self.lock:
             t0 = time.monotonic()
+            self.trigger = trigger
             try:
-                outcome = await self._converge(trigger)
+                if manual:
+                    self._lift()
+                outcome = await self._converge(trigger, manual=manual)
                 self.verified = True
             except PgoError as e:
                 outcome = Outcome.FAILED
                 self.state.last_error = redact(str(e), self.secrets)
                 self.log.error("%s", e)
             finally:
+                self.activity = ""
                 self.state.last_reconcile = time.time()
                 self.save()
             self.log.debug("reconcile (%s) done: %s in %.3fs", trigger, outcome,
@@ -247,6 +282,8 @@ class TrackedService:
         if await self.checkout.is_healthy(deep=not self.verified):
             try:
                 commit, head = await self.checkout.fetch()
+                if commit != head and self.state.frozen:
+                    return Synced(head, upstream=commit)
                 if commit != head and (kept_out := await self._judge_upstream(commit)):
                     return Synced(head, kept_out=kept_out)
                 if commit != head:
@@ -264,31 +301,37 @@ class TrackedService:
             self.log.warning("checkout is damaged: cloning it again")
         self.log.info("cloning %s (branch %s)", self.cfg.display_repository(), self.cfg.branch)
         # a FetchError here: nothing to run; reconcile records it. Once something was
-        # deployed, the files wait until the commit is judged (as a fetched one does).
-        guarded = not self.cfg.is_root and bool(self.state.applied_commit)
+        # deployed, the files wait until the commit is judged (as a fetched one does);
+        # a frozen checkout goes back to what runs.
+        frozen = self.state.frozen
+        guarded = (not self.cfg.is_root or frozen) and bool(self.state.applied_commit)
         await self.checkout.clone(files=not guarded)
         head = await self.checkout.head()
         if guarded:
-            kept_out = await self._judge_upstream(head)
-            back = self.state.applied_commit if kept_out else head
+            kept_out = None if frozen else await self._judge_upstream(head)
+            back = self.state.applied_commit if kept_out or frozen else head
             try:
                 await self.checkout.reset(back)
             except CommandError as e:  # the applied commit is gone upstream: no files
                 self.log.warning("commit %s kept out, and the applied %s is not in the new "
                                  "clone (%s): the checkout stays empty", head[:8], back[:8], e)
                 return Synced(head)
+            if frozen and back != head:
+                return Synced(back, upstream=head)
             if kept_out:
                 return Synced(back, kept_out=kept_out)
         return Synced(head)
 
     async def _judge_upstream(self, commit: str) -> Verdict | None:
         """The verdict on upstream's `commit` before it may reach the checkout, when
-        containers may mount the checkout (judge_commit); None when it may."""
+        containers may mount the checkout (judge_commit); None when it may. A commit
+        refused before, or that failed once brought up, stays out (of a root service's too:
+        the checkout keeps holding what runs)."""
         st = self.state
-        if self.cfg.is_root or not st.applied_commit:
-            return None
         if st.verdict is not None and st.verdict.refused and st.verdict.commit == commit:
             return st.verdict  # judged before; retried when upstream changes again
+        if self.cfg.is_root or not st.applied_commit:
+            return None
         try:
             verdict = await self.judge_commit(commit)
         except (CommandError, OSError, inplace.KeyUnavailable) as e:  # keep it out, try again
@@ -307,13 +350,12 @@ class TrackedService:
                     model = await self.project_in(tree).config()
                 except ComposeError as e:
                     return Verdict(commit, kind=VerdictKind.ERROR, reasons=(str(e),))
-                found = self.violations(model, checkout=tree)
+                verdict = await self.judge_model(commit, model, checkout=tree)
         except inplace.KeyUnavailable:
             raise
         except SecretError as e:
             return Verdict(commit, kind=VerdictKind.SECRETS, reasons=(str(e),))
-        return Verdict(commit, kind=VerdictKind.POLICY if found else VerdictKind.ACCEPTED,
-                       reasons=tuple(found))
+        return Verdict(commit, kind=verdict.kind, reasons=verdict.reasons)
 
     # -- secrets: every commit checked out is decrypted where it lies -------------------
 
@@ -338,7 +380,7 @@ class TrackedService:
             raise  # (the machine's to fix: not a verdict on the commit)
         except SecretError as e:
             if in_checkout:
-                self._refuse_secrets(commit, e)
+                await self._refuse_secrets(commit, e)
             raise
         self.secrets.add(done.secrets)
         for rel in done.mismatched:  # (names are the team's: escaped, as a client's text)
@@ -370,17 +412,17 @@ class TrackedService:
             except inplace.KeyUnavailable:
                 raise
             except SecretError as e:
-                self._refuse_secrets(head, e)
+                await self._refuse_secrets(head, e)
                 raise
         await self._decrypt(self.checkout.path, head,
                             [t for t in tracked if t not in changed])
 
-    def _refuse_secrets(self, commit: str, e: SecretError) -> None:
+    async def _refuse_secrets(self, commit: str, e: SecretError) -> None:
         """The checkout's `commit` refused: a document of it does not decrypt."""
         self.decrypted_at = ""
         verdict = Verdict(commit, kind=VerdictKind.SECRETS, reasons=(str(e),))
         if verdict != self.state.verdict:
-            self._refuse(verdict)
+            await self._refuse(verdict)
             self.save()
 
     def _secrets_refusal(self, commit: str) -> Verdict | None:
@@ -407,22 +449,39 @@ class TrackedService:
                 and before.model == model.digest:
             self.judged = (before, model)  # retried on a new commit
         else:
-            self.judged = (self._verdict(head, model), model)
+            self.judged = (await self.judge_model(head, model), model)
         return self.judged
 
-    def _verdict(self, commit: str, model: Model) -> Verdict:
-        found = self.violations(model)
+    async def judge_model(self, commit: str, model: Model, checkout: Path | None = None
+                          ) -> Verdict:
+        """The verdict on `model` of `commit`: its x-pgo must be valid (else ERROR) and
+        the policy find nothing (else POLICY). `checkout`: where it was loaded."""
+        try:
+            model.settings(self.defaults)
+        except ValueError as e:
+            return Verdict(commit, model.digest, VerdictKind.ERROR, (str(e),))
+        found = await self.violations(model, checkout)
         return Verdict(commit, model.digest,
                        VerdictKind.POLICY if found else VerdictKind.ACCEPTED, tuple(found))
 
-    async def _converge(self, trigger: str) -> Outcome:
+    def _lift(self) -> None:
+        """//up: a hold ends, and a commit that failed once brought up is tried again."""
+        st = self.state
+        st.hold = None
+        if st.verdict is not None and st.verdict.kind is VerdictKind.FAILED:
+            self.log.info("commit %s, which failed, is tried again (manual up)",
+                          st.verdict.commit[:8])
+            st.verdict = None
+            self.judged = None
+
+    async def _converge(self, trigger: str, *, manual: bool = False) -> Outcome:
         st = self.state
         try:
             sync = await self._sync_checkout()
         except SecretError:  # reset into the checkout, not decrypted: refused (_checked_out),
             sync = Synced(await self.checkout.head())  # or tried again below
         head = sync.head
-        st.desired_commit = sync.kept_out.commit if sync.kept_out else head
+        st.desired_commit = sync.kept_out.commit if sync.kept_out else sync.upstream or head
 
         if self._stop_file_present():
             if not st.stop_file or await self.project.running():
@@ -439,7 +498,7 @@ class TrackedService:
         if st.hold:
             st.last_error = sync.error
             return Outcome.HELD  # until pgoctl lifts it
-        if self.decrypted_at != head and self._secrets_refusal(head) is None:
+        if self.decrypted_at != head and (manual or self._secrets_refusal(head) is None):
             try:  # this tracker's first sight of the checkout, or a failed decryption
                 await self._restore(head)
             except inplace.KeyUnavailable:
@@ -447,40 +506,70 @@ class TrackedService:
             except SecretError:  # refused, and recorded (_judge_checkout says so)
                 pass
         if sync.kept_out is not None:
-            return self._kept_out(sync.kept_out)
+            kept_out = await self._kept_out(sync.kept_out)
+            if not manual:
+                return kept_out  # (//up brings up what the checkout holds all the same)
 
         verdict, model = await self._judge_checkout(head)
         if verdict.refused:
-            return Outcome.REFUSED if verdict == st.verdict else self._refuse(verdict)
+            if verdict != st.verdict:
+                return await self._refuse(verdict)
+            return Outcome.FAILED if verdict.kind is VerdictKind.FAILED else Outcome.REFUSED
         assert model is not None  # a model that did not load is refused
-        st.verdict = None
+        if sync.kept_out is None:
+            st.verdict = None
 
+        if st.proving and st.proving == head and st.applied_model == model.digest:
+            # brought up by a pgod that stopped (or was interrupted) during its health gate
+            self.log.info("commit %s was brought up, its health gate did not end: watching "
+                          "it again", head[:8])
+            outcome = await self._prove(model, head, trigger, time.monotonic(),
+                                        st.proving_since)
+            if outcome is Outcome.DEPLOYED:
+                st.last_error = sync.error
+            return outcome
         running = await self.project.running()
-        if model.digest != st.applied_model:
-            if st.applied_model and not model.deploys_changes and running:
+        if model.digest != st.applied_model or manual:
+            if not manual and st.applied_model and not model.deploys_changes and running:
                 if not st.awaiting_up:
                     self.log.info("commit %s taken; x-pgo reload is false, so the change waits "
                                   "for a manual up", head[:8])
                 st.awaiting_up = True
                 st.last_error = sync.error
                 return Outcome.PENDING
-            self.log.info("deploying commit %s (%s%s)", head[:8], trigger,
-                          "" if model.down_first else ", in place: x-pgo down is false")
-            await self._deploy(model, head, restart=running and bool(st.applied_model))
-            st.last_error = sync.error
-            return Outcome.DEPLOYED
+            again = model.digest == st.applied_model
+            restart = running and bool(st.applied_model)
+            how = "" if not restart else \
+                ", down first: x-pgo down is true" if model.down_first else ", in place"
+            self.log.info("deploying commit %s (%s%s)", head[:8], trigger, how)
+            outcome = await self._release(model, head, trigger, restart=restart)
+            if outcome is Outcome.DEPLOYED:
+                st.last_error = sync.error
+                return Outcome.STARTED if again else outcome
+            return outcome
         if not self.verified and running:
             # the first pass of this pgod: a stray a pgod from before this check left
             await self._remove_strays(model, None, stop_changed=False)
         if not running:
+            # (what runs was proven when it was deployed: brought up again, it is not
+            # gated, nor rolled back; a pass that fails is tried again at the next)
             self.log.info("not running: bringing up commit %s", head[:8])
-            await self._deploy(model, head, restart=False)
+            try:
+                await self._deploy(model, head, restart=False)
+            except UpFailed as e:
+                if e.verdict is None:
+                    raise
+                # refused on real paths (logged by _refuse): recorded once, not raised to
+                # be logged again
+                await self._attempt(head, trigger, Outcome.REFUSED, None,
+                                    "; ".join(e.verdict.reasons))
+                return Outcome.REFUSED
             st.last_error = sync.error
             return Outcome.STARTED
         st.last_error = sync.error
-        return Outcome.UNCHANGED
+        return Outcome.FROZEN if st.frozen else Outcome.UNCHANGED
 
-    def _kept_out(self, verdict: Verdict) -> Outcome:
+    async def _kept_out(self, verdict: Verdict) -> Outcome:
         """A pass whose upstream commit did not reach the checkout."""
         if verdict.kind is VerdictKind.UNJUDGED:
             self.state.last_error = (f"commit {verdict.commit[:8]} could not be judged: "
@@ -489,22 +578,26 @@ class TrackedService:
                              self.state.last_error)
             return Outcome.FAILED
         if verdict == self.state.verdict:
-            return Outcome.REFUSED  # refused before, and still what upstream has
-        return self._refuse(verdict)
+            # refused before, or failed once brought up, and still what upstream has
+            return Outcome.FAILED if verdict.kind is VerdictKind.FAILED else Outcome.REFUSED
+        return await self._refuse(verdict)
 
     def _stop_file_present(self) -> bool:
         return os.path.exists(self._stopfile)  # one stat, checked on every pass
 
-    def violations(self, model: Model, checkout: Path | None = None) -> list[str]:
-        """The policy's verdict on `model`, loaded in `checkout` (default: the service's)."""
+    async def violations(self, model: Model, checkout: Path | None = None) -> list[str]:
+        """The policy's verdict on `model`, loaded in `checkout` (default: the service's).
+        Judged in a thread: the largest model takes the policy half a second, which the
+        event loop (and every other service, and the health gates) must not wait for."""
         routes = self.fleet().routes_of_others(self.name) if self.fleet else {}
-        found = judge(model, self.name, self.cfg.user, self.cfg.networks,
-                      checkout or self.paths.checkout(self.name), self.paths.data(self.name),
-                      routes, allow=self.cfg.allow)
+        found = await asyncio.to_thread(
+            judge, model, self.name, self.cfg.user, self.cfg.networks,
+            checkout or self.paths.checkout(self.name), self.paths.data(self.name), routes,
+            allow=self.cfg.allow)
         return [redact(str(v), self.secrets) for v in found]  # (a model holds plaintext)
 
-    def _refuse(self, verdict: Verdict) -> Outcome:
-        """Record and log a refusal reached just now."""
+    async def _refuse(self, verdict: Verdict, *, record: bool = True) -> Outcome:
+        """Record and log a refusal reached just now (`record`: in the history too)."""
         st = self.state
         st.verdict = verdict
         st.last_error = verdict.summary()
@@ -512,118 +605,14 @@ class TrackedService:
             self.log.error("commit %s refused (%s): %s", verdict.commit[:8], verdict.kind, r)
         if verdict.kind is VerdictKind.POLICY:
             metrics.REFUSALS.labels(self.name).inc()
+        if record:
+            await self._attempt(verdict.commit, self.trigger, Outcome.REFUSED, None,
+                                "; ".join(verdict.reasons))
         return Outcome.REFUSED
 
-    async def _deploy(self, model: Model, head: str, *, restart: bool) -> None:
-        """Bring up `model` and record it. With `restart` (the model changed since it was
-        last brought up) the project is downed first, as the original pgo does, unless the
-        model says `x-pgo: {down: false}` (then `up` recreates only what changed); everything
-        that can fail without touching what runs (pull, build, missing images) is done
-        before the down, so a bad push does not take the service down. Before the up, no
-        container outside the model is left (_remove_strays) and the model is judged once
-        more on real paths."""
-        for hook in self.hooks.before_up:
-            await hook(self)
-        in_place = restart and not model.down_first and not self.cfg.is_root
-        # (what `config --hash` says is needed in place, where containers of the old
-        # deployment run on: asked beside the pull rather than after it)
-        hashes = asyncio.create_task(self.project.config_hashes()) if in_place else None
-        try:
-            async with self.registries():
-                await self._prepare_images(model, head)
-                if restart and model.down_first:
-                    await self.project.down()
-                await self._remove_strays(model, hashes)
-                # Real paths again, now that no container outside the judged model runs:
-                # one may have left a symlink in the data directory since the commit was
-                # judged, and none is left that could make one before the up.
-                late = self._verdict(head, model)
-                if late.refused:
-                    self.judged = (late, model)
-                    self._refuse(late)
-                    raise PolicyRefusal(list(late.reasons))
-                await self.project.up()
-        finally:
-            if hashes is not None:  # (not needed after all, or the deploy failed first)
-                hashes.cancel()
-                with contextlib.suppress(asyncio.CancelledError, PgoError, OSError):
-                    await hashes
-        st = self.state
-        st.applied_commit, st.applied_model, st.applied_at = head, model.digest, time.time()
-        st.awaiting_up = False
-        self.save()
-        with contextlib.suppress(PgoError, ValueError):
-            metrics.APPLIED_TIME.labels(self.name).set(await self.checkout.commit_time(head))
-        metrics.APPLIED_AT.labels(self.name).set(st.applied_at)
-        for hook in self.hooks.after_deploy:
-            await hook(self)
-
-    async def _prepare_images(self, model: Model, head: str) -> None:
-        """Pull and build what the model runs; ComposeError when an image is missing."""
-        try:
-            await self.project.pull()
-        except CommandError as e:  # e.g. an image that exists only locally
-            self.log.warning("pull: %s (going on with the images on this machine)", e)
-        if any(isinstance(s, dict) and s.get("build")
-               for s in (model.data.get("services") or {}).values()):
-            await self.project.build()
-        missing = await self.project.missing_images(model)
-        if missing:
-            raise ComposeError(f"commit {head[:8]}: image(s) not available after pull: "
-                               + ", ".join(missing))
-
-    async def _remove_strays(self, model: Model, hashes: asyncio.Task[dict[str, str]] | None,
-                             *, stop_changed: bool = True) -> None:
-        """Nothing outside the judged model survives a deploy, nor runs at its up. Before
-        the up, a container of a compose service the model does not have (one moved into a
-        profile is left out of the model, yet `up --remove-orphans` keeps it) is stopped
-        and removed, in any state; a running one whose configuration is not the model's
-        (in place, the old deployment's: until `up` replaces it, it could still write
-        where the new model mounts) is stopped, and `up` replaces it (not with
-        `stop_changed` false). `hashes`: the model's configuration hashes, when already
-        asked for. (A root service, which the policy does not judge, keeps compose's own
-        behaviour.)"""
-        if self.cfg.is_root:
-            return
-        services = model.data.get("services") or {}
-        containers = await self.project.containers()
-        strays = [c for c in containers if c.service not in services]
-        live = [c for c in containers if c.service in services and c.state in LIVE]
-        changed = []
-        if live and stop_changed:
-            want = await (hashes if hashes is not None else self.project.config_hashes())
-            changed = [c for c in live if c.config_hash != want.get(c.service)]
-        for c in strays:
-            self.log.info("removing container %s (%s, %s): not in the model",
-                          c.name or c.id[:12], c.service or "no compose service", c.state)
-        for c in changed:
-            self.log.info("stopping container %s (%s): its configuration is not the model's",
-                          c.name or c.id[:12], c.service)
-        await self.project.retire(
-            stop=[c.id for c in [*strays, *changed] if c.state in LIVE],
-            remove=[c.id for c in strays])
-
-    async def apply(self) -> None:
-        """Manual up: judge the current checkout and bring it up (takes a waiting change,
-        lifts a hold)."""
-        async with self.lock:
-            head = await self.checkout.head()
-            if self.decrypted_at != head:  # (a refusal is tried again; SecretError says why)
-                await self._restore(head)
-            model = await self.project.config()
-            verdict = self._verdict(head, model)
-            self.judged = (verdict, model)
-            if verdict.refused:
-                self._refuse(verdict)
-                self.save()
-                raise ComposeError(verdict.summary())
-            if self.state.verdict is not None and self.state.verdict.commit == head:
-                self.state.verdict = None
-            self.log.info("bringing up commit %s (manual up)", head[:8])
-            self.state.hold = None
-            changed = model.digest != self.state.applied_model
-            await self._deploy(model, head,
-                               restart=changed and await self.project.running())
+    async def apply(self) -> Outcome:
+        """Manual up (//up): the pass, asked for by hand (reconcile with `manual`)."""
+        return await self.reconcile("//up", manual=True)
 
     def registries(self) -> AbstractAsyncContextManager[None]:
         """Logged in to the service's registries for the duration, logged out after

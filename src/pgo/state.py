@@ -7,6 +7,8 @@
                the one memory of "judged before"
     Hold       why pgoctl keeps a service from being brought up
     Outcome    what one pass came to (the `outcome` label of pgo_reconcile_total)
+    Attempt    one deploy attempt, as `pgoctl //history` shows it (State.history: the last
+               HISTORY, oldest first)
 
 The file is JSON; a field is a str, int, float, bool, a StrEnum, a record (dataclass) of
 these, a list of them, or None. Fields added later load from an older file with their
@@ -19,6 +21,7 @@ import contextlib
 import dataclasses
 import enum
 import json
+import logging
 import os
 import tempfile
 import types
@@ -39,11 +42,13 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # something failed (a command, a judgement); tried again next pass
     STOP_FILE = "stopped"  # held down by the operator's stop file
     HELD = "held"  # held by pgoctl (State.hold)
+    ROLLED_BACK = "rolled back"  # a deploy failed its health gate; the last good runs again
+    FROZEN = "frozen"  # //freeze: what runs stays, upstream is fetched but not followed
 
     @property
     def ok(self) -> bool:
         """False for the outcomes `pgoctl //git pull` answers with a non-zero status."""
-        return self not in (Outcome.FAILED, Outcome.REFUSED)
+        return self not in (Outcome.FAILED, Outcome.REFUSED, Outcome.ROLLED_BACK)
 
 
 class Hold(enum.StrEnum):
@@ -61,9 +66,10 @@ class Hold(enum.StrEnum):
 class VerdictKind(enum.StrEnum):
     ACCEPTED = "accepted"
     POLICY = "policy"  # refused: the model breaks the policy
-    ERROR = "error"  # refused: the model does not load
+    ERROR = "error"  # refused: the model does not load (or its x-pgo is not valid)
     SECRETS = "secrets"  # refused: a SOPS document of the commit does not decrypt
     UNJUDGED = "unjudged"  # could not be judged (git or compose did not run): try again
+    FAILED = "failed"  # brought up, it failed (its health gate, or up itself): not again
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,28 @@ class Verdict:
     @property
     def refused(self) -> bool:
         """Not to be deployed: retried only when upstream moves (or on //up)."""
-        return self.kind in (VerdictKind.POLICY, VerdictKind.ERROR, VerdictKind.SECRETS)
+        return self.kind in (VerdictKind.POLICY, VerdictKind.ERROR, VerdictKind.SECRETS,
+                             VerdictKind.FAILED)
 
     def summary(self) -> str:
-        return f"commit {self.commit[:8]} refused: " + "; ".join(self.reasons)
+        what = "failed" if self.kind is VerdictKind.FAILED else "refused"
+        return f"commit {self.commit[:8]} {what}: " + "; ".join(self.reasons)
+
+
+HISTORY = 50  # deploy attempts kept per service
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One deploy attempt: `outcome` is deployed, rolled back, failed or refused; `reason`
+    one line (why it failed or was refused, what was rolled back to; "healthy")."""
+
+    commit: str
+    at: float  # when it ended, seconds since the epoch
+    trigger: str  # poll, start, webhook, pgoctl, //up, //rollback...
+    outcome: Outcome
+    duration: float | None = None  # seconds from its start to its end, health gate included
+    reason: str = ""
 
 
 @dataclass
@@ -100,20 +124,48 @@ class State:
     awaiting_up: bool = False  # a new model waits for a manual up (x-pgo: {reload: false})
     stop_file: bool = False  # the stop file was seen: the project is down
     hold: Hold | None = None
+    # //freeze: the checkout stays at its commit (what runs); upstream is fetched, not
+    # followed, until //unfreeze. Apart from `hold`: a freeze outlasts //down and //up.
+    frozen: bool = False
+    last_good: str = ""  # the commit that last passed its health gate: what a rollback brings
+    # the commit brought up whose health gate has not ended (pgod stopped or was interrupted
+    # during it): the next pass watches it again instead of taking it as healthy
+    proving: str = ""
+    proving_since: float = 0.0  # when its deploy began (seconds since the epoch)
+    history: list[Attempt] = dataclasses.field(default_factory=list)  # oldest first
+
+    def record(self, attempt: Attempt) -> bool:
+        """Add `attempt` to the history (the last HISTORY kept); False when it only repeats
+        the newest entry (the same commit, outcome and reason: a pass that fails the same
+        way again before anything is touched), which is then not added."""
+        if self.history:
+            last = self.history[-1]
+            if (last.commit, last.outcome, last.reason) == (attempt.commit, attempt.outcome,
+                                                             attempt.reason):
+                return False
+        self.history = [*self.history[-(HISTORY - 1):], attempt]
+        return True
 
     @classmethod
-    def load(cls, path: Path) -> State:
-        """The state recorded at `path`; a fresh one when there is none or it can not be
-        read (a state file is pgod's own: it is not worth more than a warning-free start)."""
+    def load(cls, path: Path, log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+             | None = None) -> State:
+        """The state recorded at `path`; a fresh one when there is none. One that can not be
+        read is moved aside (to `state.json.bad`) with a warning on `log` that says so and
+        what it means: a fresh state (no freeze, no history, the next pass deploys)."""
         try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError):
+            text = path.read_text()
+        except FileNotFoundError:
             return cls()
-        if not isinstance(raw, dict):
+        except OSError as e:
+            _corrupt(path, e.strerror or str(e), log, move=False)
             return cls()
         try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
             return decode(cls, _upgrade(raw))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as e:
+            _corrupt(path, str(e).splitlines()[0] if str(e) else type(e).__name__, log)
             return cls()
 
     def durable_part(self) -> dict[str, object]:
@@ -139,6 +191,20 @@ class State:
             raise
 
 
+def _corrupt(path: Path, why: str, log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+             | None, *, move: bool = True) -> None:
+    bad = path.with_name(path.name + ".bad")
+    if move:
+        try:
+            os.replace(path, bad)
+        except OSError:
+            move = False
+    (log or logging.getLogger("pgo.state")).warning(
+        "state file %s is corrupt (%s)%s; starting from a fresh state: what was applied, "
+        "a freeze, a hold and the history are forgotten, and the next pass deploys upstream's "
+        "commit", path, why[:200], f", moved to {bad}" if move else "")
+
+
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """A state file as an older pgod wrote it, in today's names."""
     out = dict(raw)
@@ -153,6 +219,8 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     if refused[0] and refused[2] and "verdict" not in out:
         out["verdict"] = {"commit": refused[0], "model": refused[1],
                           "kind": VerdictKind.POLICY.value, "reasons": refused[2]}
+    if "last_good" not in out and isinstance(out.get("applied_commit"), str):
+        out["last_good"] = out["applied_commit"]  # (deployed before there was a gate)
     return out
 
 

@@ -222,9 +222,12 @@ class Pgod:
         self.config.write_text("".join(toml_service(s) for s in services))
 
     def argv(self) -> list[str]:
+        # the health gate's settle time is short here (the default is 10s): every deploy
+        # of every test waits for it; tests of the gate set their own in x-pgo
+        gate = [] if any(a.startswith("--settle") for a in self.extra) else ["--settle=1s"]
         return [PGOD, "-c", str(self.config), "-d", str(self.dir), "--datadir",
                 str(self.datadir), "-t", self.interval, "-s", f"127.0.0.1:{self.ssh_port}",
-                "-m", f"127.0.0.1:{self.metric_port}", "--debug", *self.extra]
+                "-m", f"127.0.0.1:{self.metric_port}", "--debug", *gate, *self.extra]
 
     def start(self) -> Pgod:
         env = {**os.environ, **(self.env or {})}

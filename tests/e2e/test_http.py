@@ -108,8 +108,8 @@ def test_webhooks_deploy_now_and_refuse_strangers(base, upstream, projects, pgod
     commit = push_change(upstream, "1")
     assert github(pgod, name) == 202
     pgod.wait_log(rf"\[{name}\] deploying commit {commit[:8]}")
-    # (the webhook wakes the tracker, whose pass says poll; wait_log shows the log if not)
-    pgod.wait_log(rf"\[{name}\] reconcile \(poll\) done: deployed")
+    # (the webhook wakes the tracker, whose pass says so; wait_log shows the log if not)
+    pgod.wait_log(rf"\[{name}\] reconcile \(webhook\) done: deployed")
     assert pgod.state(name).get("applied_commit") == commit
 
     # GitLab's token header works the same

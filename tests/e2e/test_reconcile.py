@@ -247,7 +247,7 @@ def test_project_downed_by_hand_comes_back(base, upstream, projects, pgods):
     name = h.unique()
     projects.append(name)
     pgod = start(base, pgods, [service(name, upstream)])
-    pgod.wait_log(rf"\[{name}\] deploying commit")
+    pgod.wait_log(rf"\[{name}\] deployed commit")  # (its health gate ended)
     first = h.wait_until(lambda: h.container_ids(name), what="first deploy")
     h.down_project(name)
     assert not h.container_ids(name)

@@ -14,7 +14,11 @@ the real program would, from a small model of the world it keeps:
                 orphans, but, as the real tool does, not the containers of a service that
                 moved into a profile; `down` removes all of the project's.
     engine      the containers (`containers`: Container rows); `docker ps` lists them,
-                `docker stop` / `docker rm` change them.
+                `docker inspect` and `docker logs` tell of them, `docker stop` / `docker rm`
+                change them. What a container does once started follows its compose
+                service (run()): `command: [exit, N]` exits with N (`restart: always`: it
+                restarts, again and again); a `healthcheck` whose test is `[CMD, "false"]`
+                turns unhealthy, any other healthy; anything else runs.
     mount(8)    `mount` and `umount` add and remove lines of a mountinfo file, as the kernel.
     python      a Python child given YAML on its standard input prints it as JSON.
 
@@ -30,6 +34,7 @@ import hashlib
 import itertools
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +91,49 @@ class Container:
     config_hash: str
     state: str = "running"
     oneoff: bool = False
+    exit_code: int = 0
+    restarts: int = 0
+    health: str = ""  # starting, healthy, unhealthy; "" without a healthcheck
+    health_output: str = ""
+    log: str = ""
+    created: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.time)
 
     @property
     def name(self) -> str:
         return f"{self.project}-{self.service}-1"
+
+    def run(self, svc: Mapping[str, Any]) -> Container:
+        """What the container does once started, as its compose service says."""
+        command = svc.get("command")
+        if isinstance(command, list) and command[:1] == ["exit"]:
+            self.exit_code = int(command[1])
+            self.log = f"starting\nfatal: exit {self.exit_code}\n"
+            if svc.get("restart") in ("always", "unless-stopped"):
+                self.state, self.restarts = "restarting", 3
+            else:
+                self.state = "exited"
+        check = svc.get("healthcheck")
+        if isinstance(check, dict) and check.get("test") and self.state == "running":
+            failing = check["test"] == ["CMD", "false"]
+            self.health = "unhealthy" if failing else "healthy"
+            self.health_output = "probe: connection refused" if failing else "ok"
+        return self
+
+    def inspected(self) -> dict[str, Any]:
+        """What `docker inspect` prints of it (the fields pgod reads)."""
+        def stamp(t: float) -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+        state: dict[str, Any] = {"Status": self.state, "ExitCode": self.exit_code,
+                                 "OOMKilled": False, "StartedAt": stamp(self.started)}
+        if self.health:
+            state["Health"] = {"Status": self.health,
+                               "Log": [{"ExitCode": 0, "Output": self.health_output}]}
+        return {"Id": self.id, "Name": "/" + self.name, "Created": stamp(self.created),
+                "RestartCount": self.restarts, "State": state,
+                "Config": {"Labels": {"com.docker.compose.project": self.project,
+                                      "com.docker.compose.service": self.service,
+                                      "com.docker.compose.oneoff": str(self.oneoff)}}}
 
 
 def service_hash(svc: Mapping[str, Any]) -> str:
@@ -179,6 +223,13 @@ class FakeRunner:
             return 0, "\n".join(out) + "\n"
         elif sub == "show":
             return 0, "0\n"
+        elif sub == "cat-file":
+            return (0, "") if any(c == argv[-1].split("^")[0] for c, _ in self.upstream) \
+                else (128, "fatal: Not a valid object name\n")
+        elif sub == "rev-list":
+            head = (work / ".git" / "HEAD").read_text().strip()
+            commits = [c for c, _ in self.upstream]
+            return 0, f"{len(commits) - 1 - commits.index(head)}\n"
         return 0, ""
 
     def _compose(self, call: Call) -> Answer:
@@ -207,7 +258,8 @@ class FakeRunner:
                 elif svc is None and c.service in declared:
                     keep.append(c)  # a service of a profile: up --remove-orphans keeps it
             have = {c.service for c in keep if c.project == project}
-            keep += [Container(f"{next(self._ids):012x}", project, name, service_hash(svc))
+            keep += [Container(f"{next(self._ids):012x}", project, name,
+                               service_hash(svc)).run(svc)
                      for name, svc in model["services"].items() if name not in have]
             self.containers = keep
         elif sub == "down":
@@ -228,6 +280,12 @@ class FakeRunner:
             return 0, "\n".join(sorted(self.running()))
         if sub == "image" and argv[2] == "inspect":
             return (1, "No such image\n") if argv[-1] in self.missing_images else (0, "sha\n")
+        if sub == "inspect":
+            ids = argv[argv.index("--") + 1:]
+            found = [c.inspected() for c in self.containers if c.id in ids]
+            return (0 if len(found) == len(ids) else 1), json.dumps(found)
+        if sub == "logs":
+            return 0, "".join(c.log for c in self.containers if c.id == argv[-1])
         ids = argv[argv.index("--") + 1:] if "--" in argv else []
         if sub == "stop":
             for c in self.containers:

@@ -65,6 +65,8 @@ def test_malformed(line: str, status: int) -> None:
     "pgo//exec web ls --project-name other", "pgo//down", "pgo//down -v",
     "pgo//stop -t 5 web", "pgo//restart web", "pgo//pull -q", "pgo//journal -f -n 10",
     "pgo//journal --since yesterday", "pgo//status", "pgo//ping", "pgo//up", "pgo//load",
+    "pgo//history", "pgo//freeze", "pgo//unfreeze", "pgo//rollback", "pgo//rollback 1a2B",
+    "pgo//rollback -- " + "a" * 40,
 ])
 def test_allowed(line: str) -> None:
     assert refused(line) == 0
@@ -85,6 +87,8 @@ def test_allowed(line: str) -> None:
     # shapes
     "pgo//exec web", "pgo//exec", "pgo//exec -e", "pgo//up web", "pgo//ping x",
     "pgo//ps -aq", "pgo//logs --tail", "pgo//ps --all=yes", "pgo//git pull --force",
+    "pgo//rollback HEAD~1", "pgo//rollback abc", "pgo//rollback 1a2b 3c4d",
+    "pgo//rollback --hard", "pgo//rollback " + "a" * 65, "pgo//freeze x", "pgo//history -n 5",
 ])
 def test_refused(line: str) -> None:
     assert refused(line) == 400
@@ -162,9 +166,10 @@ def test_one_parser_for_every_target() -> None:
 def test_every_command_has_a_handler_and_a_summary() -> None:
     for name, spec in commands.COMMANDS.items():
         assert spec.name == name and spec.summary and callable(spec.handler)
-        assert spec.positional in ("none", "services", "exec")
+        assert spec.positional in ("none", "services", "exec", "commit")
     assert [s.name for s in commands.COMMANDS.values() if s.lock] == [
-        "up", "down", "stop", "start", "restart", "pull", "git pull"]
+        "up", "down", "stop", "start", "restart", "pull", "freeze", "unfreeze", "rollback",
+        "git pull"]
 
 
 def test_known_hosts() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pgo import config
+from pgo import config, xpgo
 from pgo.runner import RunAs
 from pgo.service import Paths, TrackedService
 from pgo.state import Hold, Outcome, State, Verdict, VerdictKind
@@ -31,10 +31,15 @@ def team_user(home: Path) -> RunAs:
     return RunAs(user="team", uid=4242, gid=4242, groups=(), home=str(home))
 
 
+# the health gate's defaults here: the fake's containers are what they will be at once
+GATE = xpgo.Settings(health_timeout=2.0, settle=0.0)
+
+
 def tracked(tmp: Path, fake: FakeRunner, name: str = "svc") -> TrackedService:
     cfg = config.Service(name=name, user="team", repository="/srv/git/svc.git")
     svc = TrackedService(cfg, Paths(tmp / "pgo", tmp / "data"), fake, ("docker", "compose"),
-                         as_user=team_user(tmp))
+                         as_user=team_user(tmp), defaults=GATE)
+    svc.gate_poll = 0.02
     svc.prepare()
     return svc
 
@@ -173,17 +178,55 @@ def test_reload_false_waits_for_a_manual_up(tmp_path: Path, fake: FakeRunner) ->
     assert not svc.state.awaiting_up and svc.state.applied_commit == new
 
 
-def test_a_failed_up_fails_the_pass_and_keeps_the_last_applied(
+def test_a_failed_up_rolls_back_and_the_commit_is_not_tried_again_until_up(
         tmp_path: Path, fake: FakeRunner) -> None:
     good = fake.push(web())
     svc = tracked(tmp_path, fake)
     assert converge(svc) is Outcome.DEPLOYED
-    fake.push(web(environment={"A": "1"}))
+    bad = fake.push(web(environment={"A": "1"}))
+    ups = []
+
+    def no_space_once(call: Any) -> tuple[int, str]:
+        ups.append(call)
+        if len(ups) == 1:
+            return 1, "Error response from daemon: no space left on device\n"
+        return fake._compose(call)
+
+    fake.on["compose up"] = no_space_once
+    assert converge(svc) is Outcome.ROLLED_BACK
+    assert svc.state.applied_commit == good == svc.state.last_good == head_of(svc)
+    assert svc.state.last_error == (
+        f"commit {bad[:8]} failed: compose up: exit status 1: Error response from daemon: "
+        f"no space left on device; rolled back to commit {good[:8]}")
+    verdict = svc.state.verdict
+    assert verdict is not None and verdict.commit == bad and verdict.kind is VerdictKind.FAILED
+    assert [c.service for c in fake.of("svc")] == ["web"]
+
+    fake.calls.clear()  # not deployed again, by this pgod or the next
+    assert converge(svc) is Outcome.FAILED
+    assert converge(tracked(tmp_path, fake)) is Outcome.FAILED
+    assert "compose up" not in fake.kinds() and "git worktree" not in fake.kinds()
+    assert head_of(svc) == good
+
+    assert asyncio.run(svc.apply()) is Outcome.DEPLOYED  # //up tries it again
+    assert svc.state.applied_commit == bad == head_of(svc) and svc.state.verdict is None
+
+
+def test_a_failed_up_and_a_failed_rollback_are_left_as_they_are(
+        tmp_path: Path, fake: FakeRunner) -> None:
+    good = fake.push(web())
+    svc = tracked(tmp_path, fake)
+    assert converge(svc) is Outcome.DEPLOYED
+    bad = fake.push(web(environment={"A": "1"}))
     fake.fail["compose up"] = (1, "Error response from daemon: no space left on device\n")
     assert converge(svc) is Outcome.FAILED
-    assert svc.state.applied_commit == good
-    assert svc.state.last_error == ("compose up: exit status 1: Error response from daemon: "
-                                    "no space left on device")
+    assert svc.state.last_error == (
+        f"commit {bad[:8]} failed: compose up: exit status 1: Error response from daemon: "
+        f"no space left on device; the rollback to commit {good[:8]} failed too: compose up: "
+        "exit status 1: Error response from daemon: no space left on device")
+    fake.calls.clear()  # no loop: neither tried again
+    assert converge(svc) is Outcome.FAILED and "compose up" not in fake.kinds()
+    assert [a.outcome for a in svc.state.history] == [Outcome.DEPLOYED, Outcome.FAILED]
 
 
 def test_a_missing_image_fails_before_anything_is_downed(tmp_path: Path,
@@ -252,11 +295,14 @@ def test_a_symlink_made_by_a_stray_before_its_removal_is_judged(
         return fake._docker(call)
 
     fake.on["docker stop"] = plant
-    assert converge(svc) is Outcome.FAILED  # refused at the last judgement
-    assert "compose up" not in fake.kinds()[fake.kinds().index("docker stop"):]
-    assert svc.state.applied_commit == good
-    assert svc.state.verdict is not None and svc.state.verdict.commit == bad
-    assert [c.service for c in fake.of("svc")] == []
+    fake.calls.clear()
+    assert converge(svc) is Outcome.ROLLED_BACK  # refused at the last judgement
+    # `a` never came up: the one up is the last good model's, `w` alone
+    assert fake.kinds().count("compose up") == 1
+    assert svc.state.applied_commit == good == head_of(svc)
+    verdict = svc.state.verdict
+    assert verdict is not None and verdict.commit == bad and verdict.kind is VerdictKind.POLICY
+    assert [c.service for c in fake.of("svc")] == ["w"]
 
 
 def test_in_place_a_changed_container_stops_before_the_up_an_unchanged_one_runs(
@@ -305,8 +351,17 @@ def test_a_stray_left_by_an_older_pgod_goes_at_the_first_pass(tmp_path: Path,
     svc = tracked(tmp_path, fake)
     assert converge(svc) is Outcome.DEPLOYED
     fake.push(in_place({"w": {"image": IMAGE, "profiles": ["off"]}, "a": {"image": IMAGE}}))
-    fake.on["docker ps"] = lambda call: (0, "") if "--all" in call.argv else fake._docker(call)
-    assert converge(svc) is Outcome.DEPLOYED  # (an older pgod: no listing, no removal)
+    listings = []
+
+    def older_pgod(call: Any) -> tuple[int, str]:  # (no listing, no removal before the up)
+        if "--all" in call.argv:
+            listings.append(call)
+            if len(listings) == 1:
+                return 0, ""
+        return fake._docker(call)
+
+    fake.on["docker ps"] = older_pgod
+    assert converge(svc) is Outcome.DEPLOYED
     del fake.on["docker ps"]
     (a,) = [c for c in fake.of("svc") if c.service == "a"]
     a.config_hash = "from another compose version"
@@ -333,10 +388,10 @@ def test_a_root_service_keeps_composes_own_behaviour(tmp_path: Path, fake: FakeR
 
 
 def test_down_first_asks_for_no_hashes(tmp_path: Path, fake: FakeRunner) -> None:
-    fake.push(web())
+    fake.push({**web(), "x-pgo": {"down": True}})
     svc = tracked(tmp_path, fake)
     assert converge(svc) is Outcome.DEPLOYED
-    fake.push(web(environment={"A": "1"}))
+    fake.push({**web(environment={"A": "1"}), "x-pgo": {"down": True}})
     fake.calls.clear()
     assert converge(svc) is Outcome.DEPLOYED
     kinds = fake.kinds()
@@ -361,13 +416,14 @@ def test_state_round_trip_and_an_older_pgods_file(tmp_path: Path) -> None:
         "refused_model": "", "violations": ["compose service app: privileged"],
         "pending_reload": True, "stopped": True, "held": "down", "unknown": 1}))
     old = State.load(path)
-    assert old == State(applied_commit="a" * 40, applied_model="m", applied_at=12.0,
+    assert old == State(applied_commit="a" * 40, last_good="a" * 40, applied_model="m",
+                        applied_at=12.0,
                         desired_commit="b" * 40, last_error="x", awaiting_up=True,
                         stop_file=True, hold=Hold.DOWN,
                         verdict=Verdict("b" * 40, "", VerdictKind.POLICY,
                                         ("compose service app: privileged",)))
     path.write_text(json.dumps({"applied_commit": "a", "held": ""}))
-    assert State.load(path) == State(applied_commit="a")
+    assert State.load(path) == State(applied_commit="a", last_good="a")
 
 
 @pytest.mark.parametrize("bad", ["[]", "{", '{"hold": "sideways"}', '{"applied_at": "x"}',

@@ -226,6 +226,11 @@ class FakeService:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     log: logging.LoggerAdapter = field(  # type: ignore[type-arg]
         default_factory=lambda: logging.LoggerAdapter(logging.getLogger("test"), {}))
+    woken_by: str = ""
+
+    def wake_for(self, reason: str) -> None:
+        self.woken_by = reason
+        self.wake.set()
 
 
 @dataclass
@@ -276,6 +281,7 @@ def test_signed_hook_wakes_the_service(served):
     assert status(resp) == 202, resp
     assert b"Connection: close" in resp and resp.endswith(b"reconcile of web queued\n")
     assert daemon.services["web"].wake.is_set()
+    assert daemon.services["web"].woken_by == "webhook"
 
 
 @pytest.mark.parametrize("name, extra, code", [

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from pgo import __version__, compose, config
+from pgo import __version__, compose, config, xpgo
 from pgo.cli.common import Parser
 from pgo.duration import parse_addr, parse_duration
 from pgo.errors import PgoError
@@ -26,6 +26,18 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
     if seconds < 1:
         raise argparse.ArgumentTypeError(f"duration {text!r} is too short (1s at least)")
+    return seconds
+
+
+def _span(text: str) -> float:
+    """A duration that may be 0 (the health gate's)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds > xpgo.MAX_HEALTH_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"duration {text!r} is too long "
+                                         f"({xpgo.MAX_HEALTH_TIMEOUT / 60:g}m at most)")
     return seconds
 
 
@@ -68,6 +80,12 @@ def parser() -> argparse.ArgumentParser:
                    "(default true; false turns it off)")
     p.add_argument("-t", "--duration", default="5m", type=_duration,
                    help="poll interval, Go-style: 10s, 5m, 1m30s (%(default)s)")
+    p.add_argument("--health-timeout", default="2m", type=_span, metavar="DURATION",
+                   help="the health gate's deadline after up, where a compose file's x-pgo "
+                   "sets none (%(default)s; 0s: no gate)")
+    p.add_argument("--settle", default="10s", type=_span, metavar="DURATION",
+                   help="how long each container must run unchanged before a deploy counts "
+                   "as healthy, where x-pgo sets none (%(default)s)")
     p.add_argument("--restart", default=True, type=_flag, nargs="?", const=True,
                    help="reload the config when the file changes (default true)")
     p.add_argument("--debug", action="store_true", help="log every command line (redacted)")
@@ -89,7 +107,10 @@ def main(argv: list[str] | None = None) -> None:
         from pgo.cli import recipient
 
         sys.exit(recipient.main(args_list[1:]))
-    args = parser().parse_args(args_list)
+    p = parser()
+    args = p.parse_args(args_list)
+    if args.health_timeout and args.settle >= args.health_timeout:
+        p.error("--settle must be shorter than --health-timeout")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s [%(levelname)s] %(message)s",
@@ -118,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         metric_addr=args.metric,
         restart=args.restart,
         compose_binary=compose.detect(),
+        gate=xpgo.Settings(health_timeout=args.health_timeout, settle=args.settle),
     )
     logging.getLogger("pgo").info("pgod %s: compose is `%s`", __version__,
                                   " ".join(opts.compose_binary))
