@@ -87,13 +87,14 @@ def test_unsupported_keys_are_one_entry_per_compose_service() -> None:
 
 def test_the_stack_file_translates_only_what_means_the_same() -> None:
     model: dict[str, Any] = {"name": "s", "services": {"web": {
-        "image": "x", "depends_on": {"db": {"condition": "service_started",
+        "image": "x", "entrypoint": None, "depends_on": {"db": {"condition": "service_started",
                                             "required": True}},
         "volumes": [{"type": "bind", "source": "/d", "target": "/t",
                      "bind": {"create_host_path": True}}],
         "ports": [{"target": 80, "published": "8080", "mode": "ingress"}]}}}
     doc = stackfile.to_stack(model)
     assert "name" not in doc and model["name"] == "s"
+    assert "entrypoint" not in doc["services"]["web"]
     web = doc["services"]["web"]
     assert web["depends_on"] == ["db"]
     assert web["volumes"] == [{"type": "bind", "source": "/d", "target": "/t"}]

@@ -6,9 +6,10 @@ version 3 format, whose loader ignores some keys with a warning at deploy time a
 others. pgo reports both before anything is deployed (unsupported()), and only translates
 what means the same in both formats (to_stack()): the model's top-level `name` (the stack's
 name is the service's), `depends_on` as compose prints it (`{db: {condition:
-service_started}}`, a list for swarm, which starts services in no order anyway), a bind
-mount's `create_host_path` (swarm never creates one: the directory must exist on the node)
-and a published port printed as a string.
+service_started}}`, a list for swarm, which starts services in no order anyway), a key set
+to null (compose's JSON for "not set"), a bind mount's `create_host_path` (swarm never
+creates one: the directory must exist on the node) and a published port printed as a
+string.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def to_stack(model: Mapping[str, Any]) -> dict[str, Any]:
     for svc in (doc.get("services") or {}).values():
         if not isinstance(svc, dict):
             continue
+        for key in [k for k, v in svc.items() if v is None]:
+            del svc[key]  # (compose's JSON says `entrypoint: null` for "not set")
         deps = svc.get("depends_on")
         if isinstance(deps, dict):
             svc["depends_on"] = sorted(deps)
