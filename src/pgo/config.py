@@ -3,8 +3,9 @@
 The format is the original Go pgo's, unchanged, plus optional keys of pgo's own:
 `webhook_secret`, `notify`, `age_identity` and `allow` (operator exceptions to the compose
 policy, each entry checked by pgo.allow) in a service, and `notify` at the top level (the
-default of every service that sets none). Any problem is a ConfigError whose message
-names the file, the service and the key (never a value that may be a secret).
+default of every service that sets none), and `engine` (compose or swarm) in a service.
+Any problem is a ConfigError whose message names the file, the service and the key
+(never a value that may be a secret).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ KEYS = {
     "notify": list,
     "age_identity": str,
     "allow": list,
+    "engine": str,
 }
+ENGINES = ("compose", "swarm")
 TOP_KEYS = ("services", "notify")
 REQUIRED = ("name", "user", "repository")
 
@@ -93,6 +96,13 @@ class Service:
     age_identity: str | None = None
     # operator exceptions to the compose policy (pgo.allow), each lifting one rule
     allow: tuple[Allow, ...] = ()
+    # what runs the model: `docker compose` on this machine, or a Docker Swarm stack
+    # (`docker stack deploy`, pgo.swarm) of the swarm whose manager this machine is
+    engine: str = "compose"
+
+    @property
+    def is_swarm(self) -> bool:
+        return self.engine == "swarm"
 
     @property
     def is_root(self) -> bool:
@@ -304,6 +314,10 @@ def _service(
 
     allowed = allow_list(t.get("allow", []), user, lambda msg: err("allow", msg))
 
+    engine = t.get("engine", "compose")
+    if engine not in ENGINES:
+        raise err("engine", f"must be \"compose\" or \"swarm\", not {engine[:40]!r}")
+
     return Service(
         name=name,
         user=user,
@@ -321,6 +335,7 @@ def _service(
         notify=notify,
         age_identity=age_identity,
         allow=allowed,
+        engine=engine,
     )
 
 

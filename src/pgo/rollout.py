@@ -33,7 +33,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 from pgo import config, drift, health, metrics, xpgo
-from pgo.compose import Model, Project, needs_down
+from pgo.compose import UP_TIMEOUT, Model, Project, needs_down
 from pgo.errors import CommandError, ComposeError, PgoError, UsageError
 from pgo.gitrepo import Checkout
 from pgo.state import Attempt, Outcome, State, Verdict, VerdictKind
@@ -135,6 +135,18 @@ class Rollout:
 
         def progress(why: str) -> None:
             self.activity = f"health gate of commit {head[:8]}: {why}"
+
+        if self.cfg.is_swarm:  # (the stack's services converged: pgo.swarm.converge)
+            from pgo.swarm import converge
+            from pgo.swarm.stack import Stack
+
+            assert isinstance(self.project, Stack)
+            progress(f"watching the stack for up to {settings.health_timeout:g}s")
+            async with self.outside_slot():
+                return await converge.watch(
+                    self.name, sorted(model.data.get("services") or {}), self.project.look,
+                    settings.health_timeout, settings.settle, since,
+                    poll=self.gate_poll, progress=progress)
 
         gate = health.Gate(self.project, health.Expect.of(model, settings.settle),
                            settings.health_timeout,
@@ -254,7 +266,8 @@ class Rollout:
         for hook in self.hooks.before_up:
             await hook(self)  # type: ignore[arg-type]
         down_first = restart and model.down_first
-        in_place = restart and not down_first and not self.cfg.is_root
+        in_place = restart and not down_first and not self.cfg.is_root \
+            and not self.cfg.is_swarm
         # (what `config --hash` says is needed in place, where containers of the old
         # deployment run on: asked beside the pull rather than after it)
         hashes = asyncio.create_task(self.project.config_hashes()) if in_place else None
@@ -296,6 +309,13 @@ class Rollout:
             self.judged = (late, model)
             await self._refuse(late, record=False)
             raise UpFailed(late.summary(), late)
+        if self.cfg.is_swarm:  # (a stack file of the model: pgo.swarm.stack)
+            from pgo.swarm.stack import Stack
+
+            assert isinstance(self.project, Stack)
+            settings = model.settings(self.defaults)
+            await self.project.up(model, timeout=settings.health_timeout or UP_TIMEOUT)
+            return
         try:
             await self.project.up()
         except CommandError as e:
@@ -331,8 +351,8 @@ class Rollout:
         where the new model mounts) is stopped, and `up` replaces it (not with
         `stop_changed` false). `hashes`: the model's configuration hashes, when already
         asked for. (A root service, which the policy does not judge, keeps compose's own
-        behaviour.)"""
-        if self.cfg.is_root:
+        behaviour; a swarm stack's are swarm's: `--prune`.)"""
+        if self.cfg.is_root or self.cfg.is_swarm:
             return
         services = model.data.get("services") or {}
         containers = await self.project.containers()

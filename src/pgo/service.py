@@ -192,7 +192,14 @@ class TrackedService(Rollout):
 
     def project_in(self, workdir: Path, running: RunningProjects | None = None) -> Project:
         """The service's compose project, loaded from `workdir` (the checkout, or a commit
-        checked out beside it to be judged)."""
+        checked out beside it to be judged): a swarm stack for `engine = "swarm"`."""
+        if self.cfg.is_swarm:
+            from pgo.swarm.stack import Stack
+
+            return Stack(self.name, workdir, self.runner, self.as_user,
+                         binary=self.compose_binary, compose_file=self.cfg.compose,
+                         env=self.compose_env(), secrets=self.secrets, log=self.log,
+                         running=running, private=self.paths.private(self.name))
         return Project(self.name, workdir, self.runner, self.as_user,
                        binary=self.compose_binary, compose_file=self.cfg.compose,
                        env=self.compose_env(), secrets=self.secrets, log=self.log,
@@ -460,7 +467,20 @@ class TrackedService(Rollout):
             model.settings(self.defaults)
         except ValueError as e:
             return Verdict(commit, model.digest, VerdictKind.ERROR, (str(e),))
+        if self.cfg.is_swarm:
+            from pgo.swarm import stackfile
+
+            if problems := stackfile.unsupported(model.data):
+                return Verdict(commit, model.digest, VerdictKind.ERROR, (
+                    "swarm ignores or refuses: " + "; ".join(problems),))
         found = await self.violations(model, checkout)
+        if self.cfg.is_swarm and not found:
+            from pgo.swarm.stack import Stack
+
+            stack = self.project_in(checkout) if checkout is not None else self.project
+            why = await stack.check(model) if isinstance(stack, Stack) else None
+            if why:
+                return Verdict(commit, model.digest, VerdictKind.ERROR, (why,))
         return Verdict(commit, model.digest,
                        VerdictKind.POLICY if found else VerdictKind.ACCEPTED, tuple(found))
 
@@ -476,6 +496,8 @@ class TrackedService(Rollout):
 
     async def _converge(self, trigger: str, *, manual: bool = False) -> Outcome:
         st = self.state
+        if self.cfg.is_swarm and not self.verified:
+            await self._swarm_manager()
         try:
             sync = await self._sync_checkout()
         except SecretError:  # reset into the checkout, not decrypted: refused (_checked_out),
@@ -582,6 +604,17 @@ class TrackedService(Rollout):
             return Outcome.FAILED if verdict.kind is VerdictKind.FAILED else Outcome.REFUSED
         return await self._refuse(verdict)
 
+    async def _swarm_manager(self) -> None:
+        """A swarm service (`engine = "swarm"`) needs the engine to be a swarm manager:
+        checked on this tracker's first pass (at start, and for a service a reload adds or
+        changes); ComposeError says why not, and the pass fails (the others run on)."""
+        from pgo.swarm.stack import Stack
+
+        if isinstance(self.project, Stack):
+            why = await self.project.manager_problem()
+            if why:
+                raise ComposeError(why)
+
     def _stop_file_present(self) -> bool:
         return os.path.exists(self._stopfile)  # one stat, checked on every pass
 
@@ -593,7 +626,7 @@ class TrackedService(Rollout):
         found = await asyncio.to_thread(
             judge, model, self.name, self.cfg.user, self.cfg.networks,
             checkout or self.paths.checkout(self.name), self.paths.data(self.name), routes,
-            allow=self.cfg.allow)
+            allow=self.cfg.allow, engine=self.cfg.engine)
         return [redact(str(v), self.secrets) for v in found]  # (a model holds plaintext)
 
     async def _refuse(self, verdict: Verdict, *, record: bool = True) -> Outcome:

@@ -204,8 +204,14 @@ async def _judge_in(svc: config.Service, workdir: Path, path: Path, paths: Paths
     except (PgoError, OSError) as e:
         print(f"pgod check: compose config: {shown(str(e))}", file=sys.stderr)
         return 2
+    if svc.is_swarm:  # (what pgod reports before it deploys a stack: pgo.swarm)
+        from pgo.swarm import stackfile
+
+        if problems := stackfile.unsupported(model.data):
+            print(f"{svc.name}: swarm ignores or refuses: {shown('; '.join(problems))}")
+            return 1
     verdict = judgement(model, svc.name, svc.user, svc.networks, workdir,
-                        paths.data(svc.name), routes, allow=svc.allow)
+                        paths.data(svc.name), routes, allow=svc.allow, engine=svc.engine)
     for lifted in verdict.lifted:
         print(f"{svc.name}: {shown(str(lifted))}")
     for allow in verdict.unused:

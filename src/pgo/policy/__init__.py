@@ -11,6 +11,8 @@ the README lists them, each rule named in every violation it finds:
     namespaces.py  own-namespaces  no host (or another container's) namespace
     privileges.py  own-privileges  no privilege, capability, device or loosened confinement
     ports.py       no-ports        nothing published on the host
+    swarm.py       own-data,       for a swarm service (engine = "swarm"): binds only from
+                   no-ports        DATADIR/NAME, no published port, whatever is allowed
     networks.py    own-networks    shared networks only from the service's list; no name
                                    another service's urls route to
 
@@ -35,6 +37,7 @@ from pathlib import Path
 from pgo.allow import Allow
 from pgo.compose import Model
 from pgo.config import NAME_RE
+from pgo.policy import swarm
 from pgo.policy.keys import check
 from pgo.policy.model import (
     DATA,
@@ -44,6 +47,7 @@ from pgo.policy.model import (
     PORTS,
     PRIVILEGES,
     UNKNOWN,
+    Findings,
     Judgement,
     Lifted,
     Service,
@@ -60,21 +64,25 @@ __all__ = ["DATA", "NAMES", "NAMESPACES", "NETWORKS", "PORTS", "PRIVILEGES", "UN
 def judge(model: Model, service: str, user: str, networks: Sequence[str], checkout: Path,
           data: Path, routes: Mapping[str, str] | None = None, *,
           allow: Sequence[Allow] = (), others: Sequence[str] | None = None,
-          resolve: Resolver = real_path, read: Reader = read_file) -> list[Violation]:
+          resolve: Resolver = real_path, read: Reader = read_file, engine: str = "compose"
+          ) -> list[Violation]:
     """What is wrong with `model` for pgo service `service` (see judgement)."""
     return list(judgement(model, service, user, networks, checkout, data, routes,
-                          allow=allow, others=others, resolve=resolve, read=read).violations)
+                          allow=allow, others=others, resolve=resolve, read=read,
+                          engine=engine).violations)
 
 
 def judgement(model: Model, service: str, user: str, networks: Sequence[str],
               checkout: Path, data: Path, routes: Mapping[str, str] | None = None, *,
               allow: Sequence[Allow] = (), others: Sequence[str] | None = None,
-              resolve: Resolver = real_path, read: Reader = read_file) -> Judgement:
+              resolve: Resolver = real_path, read: Reader = read_file,
+              engine: str = "compose") -> Judgement:
     """The verdict on `model` for pgo service `service` (run as `user`, sharing `networks`,
     checked out in `checkout`, its data in `data`, with the operator's exceptions `allow`).
     `routes`: the host names other services' urls send traffic to
     (Config.routes_of_others). `others` defaults to the services the file system tells of
-    (other_services); `resolve` and `read` to the real file system."""
+    (other_services); `resolve` and `read` to the real file system. `engine`: "swarm"
+    adds the rules of a stack whose tasks may run on any node (pgo.policy.swarm)."""
     if user == "root":
         return Judgement()  # root services bypass the policy
     svc = Service(
@@ -82,7 +90,13 @@ def judgement(model: Model, service: str, user: str, networks: Sequence[str],
         networks=tuple(networks), routes=dict(routes or {}), allow=tuple(allow),
         others=tuple(others) if others is not None else other_services(service, checkout,
                                                                          data))
-    return check(model.data, model.files, svc, resolve, read)
+    verdict = check(model.data, model.files, svc, resolve, read)
+    if engine == "swarm":
+        more = swarm.violations(Findings(model.data, model.files, svc, resolve, read),
+                                verdict.violations)
+        verdict = Judgement(verdict.violations + tuple(
+            v for v in more if v not in verdict.violations), verdict.lifted, verdict.unused)
+    return verdict
 
 
 def other_services(service: str, checkout: Path, data: Path) -> tuple[str, ...]:

@@ -1,0 +1,14 @@
+"""Docker Swarm: a service of `engine = "swarm"` runs as a stack of the swarm whose manager
+this machine is, deployed with `docker stack deploy` from the model compose resolved.
+
+    stackfile.py   the compose model -> the stack file swarm reads; what swarm ignores or
+                   refuses in a model, in one line
+    stack.py       one stack: the face of pgo.compose.Project (up, down, running, stream...)
+                   over `docker stack` and `docker service`
+    converge.py    the health gate of a stack: every service's update completed, its
+                   desired tasks running (healthy, where there is a healthcheck)
+    manager.py     is the engine a swarm manager
+
+Everything else (the checkout, secrets, the policy, the history, rollback, SSH) is the
+compose engine's, unchanged: a pgo.service.TrackedService whose project is a Stack.
+"""

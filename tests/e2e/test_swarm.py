@@ -1,0 +1,208 @@
+"""engine = "swarm" against the real engine (issue 15), on a single-node swarm that the
+tests make when the engine is in none (`docker swarm init --advertise-addr 127.0.0.1`) and
+leave as they found it. Each test has its own pgod, service user and stack; other
+engineers' compose projects on the same engine are never touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import harness as h
+
+GATE = "x-pgo:\n  health_timeout: 60s\n  settle: 1s\n"
+
+
+def web(version: str, replicas: int = 2, extra: str = "", more: str = "") -> str:
+    return f"""\
+services:
+  web:
+    image: {h.IMAGE}
+    command: ["sh", "-c", "echo hello from version $$VERSION; exec httpd -f -p 8080 -h /www"]
+    expose: ["8080"]
+    stop_grace_period: 1s
+    environment: [VERSION={version}]
+{extra}    deploy:
+      replicas: {replicas}
+      update_config: {{parallelism: 2, monitor: 2s}}
+{more}{GATE}"""
+
+
+CRASH = '    entrypoint: ["sh", "-c", "echo cannot read /etc/app.conf; exit 3"]\n'
+SIDE = f"""\
+  side:
+    image: {h.IMAGE}
+    command: ["sleep", "1000"]
+    stop_grace_period: 1s
+"""
+
+
+def docker(*args: str) -> str:
+    return h.run("docker", *args).stdout
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[None]:
+    """A single-node swarm for the module: made when the engine is in none, and left
+    afterwards; an engine already in one is left in it."""
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+    made = state == "inactive"
+    if made:
+        h.run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1")
+    elif state != "active":
+        pytest.skip(f"the engine's swarm state is {state!r}")
+    yield
+    if made:
+        h.run("docker", "swarm", "leave", "--force", check=False)
+
+
+def stack_services(name: str) -> dict[str, dict[str, object]]:
+    """The stack's swarm services (docker service ls), by name."""
+    out = docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={name}",
+                 "--format", "{{json .}}")
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return {str(r["Name"]): r for r in rows}
+
+
+def version_of(name: str) -> str:
+    env = json.loads(docker("service", "inspect", f"{name}_web", "--format",
+                            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"))
+    return next((e.split("=", 1)[1] for e in env or [] if e.startswith("VERSION=")), "")
+
+
+class Stack:
+    """A swarm service tracked by its own pgod, with a pgoctl key in its repository."""
+
+    def __init__(self, base: Path, pgods: list[h.Pgod], first: str) -> None:
+        self.base = base
+        self.name = h.unique("sw")
+        self.key = base / "id_team"
+        h.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "team", "-f", str(self.key))
+        self.up = h.Upstream(base)
+        self.up.write("ssh/team.pub", Path(f"{self.key}.pub").read_text())
+        self.commits: list[str] = []
+        self.push(first)
+        self.pgod = h.Pgod(base, [{"name": self.name, "user": h.USER, "engine": "swarm",
+                                   "repository": self.up.url}])
+        pgods.append(self.pgod)
+        self.pgod.start()
+
+    def push(self, compose: str) -> str:
+        self.up.write("compose.yaml", compose)
+        self.commits.append(self.up.commit(f"change {len(self.commits)}"))
+        return self.commits[-1]
+
+    def pgoctl(self, command: str, *args: str, timeout: float = 180
+               ) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin",
+               "PGOCTL_KNOWN_HOSTS": str(self.base / "known_hosts")}
+        return h.run(h.PGOCTL, "-i", str(self.key), "-p", str(self.pgod.ssh_port), "--",
+                     f"127.0.0.1:{self.name}//{command}", *args, check=False,
+                     timeout=timeout, env=env)
+
+    def log(self, pattern: str, count: int = 1, timeout: float = 180) -> str:
+        return self.pgod.wait_log(rf"\[{self.name}\] {pattern}", timeout=timeout, count=count)
+
+    def remove(self) -> None:
+        if stack_services(self.name):
+            h.run("docker", "stack", "rm", self.name, check=False)
+        h.wait_until(lambda: not stack_services(self.name) and not docker(
+            "network", "ls", "-q", "--filter",
+            f"label=com.docker.stack.namespace={self.name}").strip(),
+            timeout=120, what=f"stack {self.name} removed")
+
+
+@pytest.fixture
+def make(swarm: None, base: Path, pgods: list[h.Pgod]) -> Iterator[object]:
+    made: list[Stack] = []
+
+    def start(first: str) -> Stack:
+        made.append(Stack(base, pgods, first))
+        return made[-1]
+    yield start
+    for p in pgods:
+        p.stop()
+    for s in made:
+        s.remove()
+
+
+def test_deploy_update_ps_logs_down_up_and_a_stale_service_pruned(make):
+    svc: Stack = make(web("1", more=SIDE))
+    first = svc.commits[0]
+    svc.log(rf"deployed commit {first[:8]} in \S+s \(2 swarm service\(s\) converged\)")
+    services = stack_services(svc.name)
+    assert services[f"{svc.name}_web"]["Replicas"] == "2/2", services
+    assert set(services) == {f"{svc.name}_web", f"{svc.name}_side"}
+    svc.pgod.wait_log(r"SSH listening")
+
+    ps = svc.pgoctl("ps")
+    assert ps.returncode == 0, ps
+    rows = [r for r in ps.stdout.splitlines() if f"{svc.name}_web." in r]
+    assert len(rows) == 2 and all(" Running " in r for r in rows), ps.stdout
+    node = docker("info", "--format", "{{.Name}}").strip()
+    assert all(f" {node} " in r for r in rows), ps.stdout
+
+    h.wait_until(lambda: "hello from version 1" in svc.pgoctl("logs", "web").stdout,
+                 what="//logs shows the tasks' output")
+    status = svc.pgoctl("status")
+    assert f"container:  {svc.name}_web.1 running: node " in status.stdout, status.stdout
+
+    # an update, and `side` gone from the model: swarm's --prune removes it
+    second = svc.push(web("2"))
+    svc.log(rf"deployed commit {second[:8]} in \S+s \(1 swarm service\(s\) converged\)")
+    assert version_of(svc.name) == "2"
+    assert set(stack_services(svc.name)) == {f"{svc.name}_web"}
+
+    exec_ = svc.pgoctl("exec", "web", "sh", "-c", "echo in $VERSION")
+    assert exec_.returncode == 0 and exec_.stdout.strip() == "in 2", exec_
+
+    down = svc.pgoctl("down")
+    assert down.returncode == 0 and "stays down until up" in down.stdout, down
+    assert not stack_services(svc.name)
+    h.next_cycle(svc.pgod, svc.name, cycles=2)
+    assert not stack_services(svc.name)  # held
+    up = svc.pgoctl("up")
+    assert up.returncode == 0 and f"commit {second[:8]} is up" in up.stdout, up
+    assert stack_services(svc.name)[f"{svc.name}_web"]["Replicas"] == "2/2"
+
+    restart = svc.pgoctl("restart", "web")
+    assert restart.returncode == 0, restart
+    stop = svc.pgoctl("stop")
+    assert stop.returncode == 1 and "not for a swarm service" in stop.stderr, stop
+    history = svc.pgoctl("history")
+    assert len([r for r in history.stdout.splitlines() if " deployed " in r]) >= 2, history
+
+
+def test_refusals_before_anything_is_deployed_and_a_failing_update_rolled_back(make):
+    svc: Stack = make(web("1", replicas=1))
+    first = svc.commits[0]
+    svc.log(rf"deployed commit {first[:8]} in \S+s")
+
+    bind = svc.push(web("2", replicas=1, extra="    volumes: ['./www:/www:ro']\n"))
+    line = svc.log(rf"commit {bind[:8]} refused \(policy\): ")
+    assert "bind mount ./www" in line or "bind mount" in line, line
+    assert "a swarm task may run on any node" in line and "[own-data]" in line, line
+    assert version_of(svc.name) == "1"
+
+    build = svc.push(web("3", replicas=1, extra="    build: .\n    container_name: web1\n"))
+    line = svc.log(rf"commit {build[:8]} refused \(\w+\): swarm ignores or refuses: ")
+    assert "compose service web: build (swarm builds nothing" in line, line
+    assert "container_name (swarm names the tasks)" in line, line
+    assert version_of(svc.name) == "1"
+
+    bad = svc.push(web("4", replicas=1, extra=CRASH))
+    line = svc.log(rf"commit {bad[:8]} failed: ")
+    assert "update paused due to failure" in line, line
+    svc.log(rf"rolled back commit {bad[:8]} in \S+s: .*; commit {first[:8]} runs again")
+    h.wait_until(lambda: version_of(svc.name) == "1"
+                 and stack_services(svc.name)[f"{svc.name}_web"]["Replicas"] == "1/1",
+                 what="v1 running again")
+    h.next_cycle(svc.pgod, svc.name, cycles=2)
+    assert svc.pgod.count(rf"\[{svc.name}\] deploying commit {bad[:8]}") == 1
+    svc.pgod.wait_log(r"SSH listening")
+    history = svc.pgoctl("history").stdout.splitlines()
+    assert f"  {bad[:8]}  rolled back  " in history[0], history
