@@ -176,9 +176,10 @@ class Stack(Project):
             raise CommandError("docker stack deploy", res.returncode,
                                redact(res.output, self.secrets))
 
-    async def down(self) -> None:
+    async def down(self, *, whole: bool = False) -> None:
         """Remove the stack and wait until its services and networks are gone (a deploy
-        right after would find its networks still in use)."""
+        right after would find its networks still in use). A stack is always removed
+        whole: `whole` is the compose project's flag, without meaning here."""
         try:
             await self._docker("stack", "rm", self.name, timeout=UP_TIMEOUT)
             deadline = time.monotonic() + DOWN_WAIT
