@@ -24,16 +24,18 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pgo import drift, metrics
 from pgo.compose import Model, Project
+from pgo.engine import Container
 from pgo.notifications import Kind, Notice
+from pgo.rollout import LIVE
 from pgo.runner import redact
 from pgo.state import Outcome, State, Verdict, VerdictKind
 
 if TYPE_CHECKING:
-    from pgo.engine import Container
     from pgo.secrets.inplace import Redactions
     from pgo.service import Hooks
 
@@ -64,6 +66,7 @@ class Repairs:
     unreachable_since: float  # epoch seconds when upstream was first unreachable; 0: it is
     _hashes: tuple[str, dict[str, str]] | None  # (model digest, its config hashes)
     fleet_names: Callable[[], list[str]]
+    suspects: set[str]  # ids of containers an engine event said ended (settled())
 
     if TYPE_CHECKING:
         def registries(self) -> AbstractAsyncContextManager[None]: ...
@@ -109,13 +112,34 @@ class Repairs:
 
     async def differences(self, model: Model) -> list[drift.Difference]:
         """What differs between the project's containers and `model` (empty: nothing)."""
-        containers = await self.project.containers()
+        containers = await self.settled(await self.project.containers())
         hashes = await self.model_hashes(model)
         found = drift.compare(hashes, model.data, containers, self.fleet_names())
         found += [drift.Difference(c.service, "unhealthy", f"{c.name} unhealthy")
                   for c in containers if c.health == "unhealthy" and not c.oneoff
                   and c.state == "running" and c.config_hash == hashes.get(c.service)]
         return found
+
+    async def settled(self, containers: list[Container]) -> list[Container]:
+        """`containers` with the state of those an event said ended (self.suspects) asked
+        of the engine one by one: its listing may still say `running` just after a `die`
+        event (the engine tells the event before it records the state), and an inspect
+        waits until the container's state is recorded."""
+        live = {c.id for c in containers if c.state in LIVE}
+        ask = sorted(self.suspects & live)
+        self.suspects.clear()
+        if not ask:
+            return containers
+        docs = {str(d.get("Id")): d for d in await self.project.inspect(ask)}
+        out = []
+        for c in containers:
+            if c.id not in ask:
+                out.append(c)
+            elif c.id in docs:  # (else: removed since it was listed)
+                state = docs[c.id].get("State")
+                status = state.get("Status") if isinstance(state, dict) else None
+                out.append(replace(c, state=str(status or c.state)))
+        return out
 
     async def _drift(self, model: Model, head: str) -> Outcome | None:
         """Bring the project back to `model` (what was brought up, of commit `head`) when

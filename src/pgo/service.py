@@ -175,6 +175,7 @@ class TrackedService(Rollout, Repairs):
         self.quiet_until = 0.0
         self.unreachable_since = 0.0
         self._hashes: tuple[str, dict[str, str]] | None = None
+        self.suspects: set[str] = set()
         self.fleet_names = lambda: ([s.name for s in self.fleet().services] if self.fleet
                                     else [self.name])
         self.last_outcome: Outcome | None = None  # of the last pass (the status page)

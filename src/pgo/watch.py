@@ -9,13 +9,16 @@ deploy attempts of every service told to people.
     notice_of(name, attempt)    the notification of one recorded deploy attempt
 
 Nothing here changes a project: a repair is the service's own pass (pgo.repair), under
-its lock, which compares what runs with the model and decides for itself.
+its lock, which compares what runs with the model and decides for itself. So an event
+during pgod's own change of the project (or just after it) is not lost either: it asks
+for one pass after that change, which repairs only what differs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Callable, Collection, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pgo import drift
@@ -56,9 +59,18 @@ class Dispatch:
         svc = self.services().get(event.project)
         if svc is None or not drift.belongs(event.project, event.name, self.names()):
             return None
-        decision = drift.decide(event, svc.intent())
+        intent = svc.intent()
+        decision = drift.decide(event, intent)
+        if event.action in drift.ENDINGS and event.container:
+            svc.suspects.add(event.container)
         if decision.reconcile:
             svc.log.info("%s: reconciling now", decision.reason)
+            svc.wake_for("event")
+        elif drift.decide(event, replace(intent, busy=False, quiet_until=0.0)).reconcile:
+            # during (or just after) pgod's own change of the project: most likely its own
+            # doing, but perhaps not; one pass after it compares, and repairs only drift
+            svc.log.debug("engine event: %s; compared with the model once it is done",
+                          decision.reason)
             svc.wake_for("event")
         else:
             svc.log.debug("engine event: %s", decision.reason)
