@@ -226,7 +226,10 @@ def test_drift_by_a_hand_run_compose_with_another_file(base, projects, pgods):
     other.write_text(h.WEB.replace("stop_grace_period: 1s", "stop_grace_period: 1s\n"
                                    "    environment: [BY_HAND=1]")
                      + h.WEB.split("services:\n", 1)[1].replace("  web:", "  debug:"))
-    h.run("docker", "compose", "-p", name, "-f", str(other), "up", "-d")
+    # (pgod may repair while this runs: compose then finds a container it did not expect)
+    by_hand = h.run("docker", "compose", "-p", name, "-f", str(other), "up", "-d", check=False)
+    assert by_hand.returncode == 0 or "Conflict" in by_hand.stderr or \
+        "No such container" in by_hand.stderr, by_hand.stderr
     fleet.log(name, r"drift: .*repairing with up")
 
     def back() -> bool:
