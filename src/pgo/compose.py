@@ -497,9 +497,14 @@ class Project:
                 missing.append(image)
         return missing
 
-    async def up(self) -> None:
+    async def up(self, *recreate: str) -> None:
+        """`up -d --remove-orphans`; then the containers of the compose services
+        `recreate` are made anew (a drift repair of unhealthy ones)."""
         try:
             await self._run("up", "--detach", "--remove-orphans")
+            if recreate:
+                await self._run("up", "--detach", "--no-deps", "--force-recreate", "--",
+                                *recreate)
         finally:
             self.snapshot.invalidate()
 

@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pgo import caddy, config, nfs, notify, reload, xpgo
+from pgo import caddy, config, drift, nfs, notify, reload, watch, xpgo
 from pgo.compose import Project, RunningProjects, engine_socket
 from pgo.errors import PgoError
+from pgo.notifications import Notifier
+from pgo.overview import Overview
 from pgo.runner import CommandRunner, Runner
 from pgo.secrets.identity import IDENTITY_FILE
 from pgo.service import STATE_DIR, Hooks, Paths, TrackedService
+from pgo.state import Attempt
 
 log = logging.getLogger("pgo.daemon")
 
@@ -39,6 +42,9 @@ class Options:
     restart: bool  # reload the config when the file changes
     compose_binary: tuple[str, ...]
     gate: xpgo.Settings = xpgo.Settings()  # the health gate's defaults (--health-timeout...)
+    status_page: bool = True  # GET / and /status.json on the -m listener (--status-page)
+    # the engine's API socket for its event stream (None: no events, passes only)
+    events_socket: str | None = None
 
 
 class _Slot:
@@ -87,12 +93,27 @@ class Daemon:
         # called with the new config after every applied reload (e.g. the Caddy snippet)
         self.config_reload_hooks: list[Callable[[config.Config], Awaitable[None]]] = [
             self.caddy.on_reload]
+        # engine events, drift repairs and their crash-loop cap (one budget per service
+        # name: a reload's successor inherits it), notifications, the status page
+        self.repairs = drift.RepairBudget()
+        self.notifier = Notifier(lambda name: self.cfg.notify_urls(name))
+        self.hooks.after_attempt.append(self.tell_attempt)
+        self.dispatch = watch.Dispatch(lambda: self.services,
+                                       lambda: [s.name for s in self.cfg.services])
+        self.overview = Overview(self.services)
 
     def make_service(self, svc: config.Service) -> TrackedService:
         return TrackedService(svc, self.opts.paths, self.runner, self.opts.compose_binary,
                               hooks=self.hooks, running=self.running, fleet=lambda: self.cfg,
                               lock=self.locks.setdefault(svc.name, asyncio.Lock()),
-                              defaults=self.opts.gate, outside_slot=self.slot_released)
+                              defaults=self.opts.gate, outside_slot=self.slot_released,
+                              repairs=self.repairs, tell=self.notifier.notify)
+
+    async def tell_attempt(self, svc: TrackedService, attempt: Attempt) -> None:
+        """Hooks.after_attempt: the attempt queued for the service's notify URLs."""
+        notice = watch.notice_of(svc.name, attempt, svc.secrets)
+        if notice is not None:
+            self.notifier.notify(notice)
 
     @contextlib.asynccontextmanager
     async def slot_released(self) -> AsyncIterator[None]:
@@ -211,7 +232,13 @@ class Daemon:
         servers = await self.start_servers()
         log.info("pgod running: %d service(s), every %gs", len(self.services),
                  self.opts.interval)
-        helpers = [asyncio.create_task(self.config_reloader(), name="config-reloader")]
+        helpers = [asyncio.create_task(self.config_reloader(), name="config-reloader"),
+                   asyncio.create_task(self.notifier.run(), name="notifications")]
+        if self.opts.events_socket is not None:
+            from pgo.events import EngineEvents
+
+            helpers.append(asyncio.create_task(
+                self.dispatch.run(EngineEvents(self.opts.events_socket)), name="events"))
         if self.opts.restart:
             helpers.append(asyncio.create_task(self.watch_config(), name="watch-config"))
         notify.ready(f"tracking {len(self.services)} service(s)")
@@ -238,7 +265,9 @@ class Daemon:
         if self.opts.metric_addr is not None:
             from pgo import httpd
 
-            servers.append(await httpd.start(self, *self.opts.metric_addr))
+            servers.append(await httpd.start(
+                self, *self.opts.metric_addr,
+                status=self.overview.snapshot if self.opts.status_page else None))
         return servers
 
 

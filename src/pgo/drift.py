@@ -65,8 +65,11 @@ def decide(event: ContainerEvent, intent: Intent) -> Decision:
     if event.oneoff:
         return Decision(False, f"{what}: a `compose run` container")
     if event.action in BEGINNINGS:
+        if not intent.hashes:  # (not asked yet for this model: the pass compares)
+            return _unless_intended(Decision(True, f"{what}: to be compared with the model"),
+                                    event, intent)
         want = intent.hashes.get(event.service)
-        if not intent.hashes or (want is not None and want == event.config_hash):
+        if want is not None and want == event.config_hash:
             return Decision(False, f"{what}: as the model says")
         why = "not in the model" if want is None else "its configuration is not the model's"
         return _unless_intended(Decision(True, f"{what}: {why}"), event, intent)

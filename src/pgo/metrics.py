@@ -93,6 +93,11 @@ HTTP_REQUESTS = Counter("pgo_http_requests_total", "Requests to the metrics/webh
 SSH_REQUESTS = Counter("pgo_ssh_requests_total", "SSH requests by service, command and exit "
                        "status (400/401/404/406: refused)", ["service", "command", "status"],
                        registry=REGISTRY)
+DRIFT_REPAIRS = Counter("pgo_drift_repairs_total", "Drift repairs: a project's containers "
+                        "brought back to the model pgod brought up", ["service"],
+                        registry=REGISTRY)
+NOTIFICATIONS = Counter("pgo_notifications_total", "Notifications by event kind and result "
+                        "(delivered, failed: per URL)", ["kind", "result"], registry=REGISTRY)
 RELOADS = Counter("pgo_config_reloads_total", "Configuration reloads by result "
                   "(applied, unchanged, invalid)", ["result"], registry=REGISTRY)
 

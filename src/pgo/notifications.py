@@ -317,8 +317,11 @@ class Notifier:
         title, body = notice.title(self.host), notice.body(self.host)
         level = _LEVEL[notice.kind]
         results = await asyncio.gather(*(self._one(url, title, body, level) for url in urls))
+        from pgo import metrics
+
         for i, (url, why) in enumerate(zip(urls, results, strict=True), 1):
             marker = (url, notice.kind)
+            metrics.NOTIFICATIONS.labels(str(notice.kind), "failed" if why else "delivered").inc()
             if not why:
                 self.delivered += 1
                 self._failing = {m for m in self._failing if m[0] != url}

@@ -18,12 +18,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgo import config, health, metrics, registry, xpgo
+from pgo import config, drift, health, metrics, registry, xpgo
 from pgo.compose import Model, Project, RunningProjects
 from pgo.errors import CommandError, ComposeError, FetchError, PgoError, SecretError
 from pgo.gitrepo import GITCONFIG, Checkout
 from pgo.logtext import untrusted
+from pgo.notifications import Notice
 from pgo.policy import judge
+from pgo.repair import Repairs, no_notice
 from pgo.rollout import LIVE, Rollout, UpFailed
 from pgo.runner import CommandRunner, RunAs, redact
 from pgo.secrets import identity, inplace, tracked_files
@@ -113,14 +115,15 @@ class Synced:
     upstream: str = ""  # upstream's commit, not followed while frozen
 
 
-class TrackedService(Rollout):
+class TrackedService(Rollout, Repairs):
     def __init__(self, cfg: config.Service, paths: Paths, runner: CommandRunner,
                  compose_binary: Sequence[str], *, hooks: Hooks | None = None,
                  as_user: RunAs | None = None, running: RunningProjects | None = None,
                  fleet: Callable[[], config.Config] | None = None,
                  lock: asyncio.Lock | None = None, defaults: xpgo.Settings | None = None,
-                 outside_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None
-                 ) -> None:
+                 outside_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+                 repairs: drift.RepairBudget | None = None,
+                 tell: Callable[[Notice], bool] | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.paths = paths
@@ -165,6 +168,17 @@ class TrackedService(Rollout):
         # model is a function of the commit for the lifetime of this object (its config is
         # frozen), so an unchanged commit is not loaded and judged again every pass.
         self.judged: tuple[Verdict, Model | None] | None = None
+        # drift repair (pgo.repair): the crash-loop cap (the daemon's, shared by this
+        # service's trackers), notifications, and what tells pgod's own events apart
+        self.repairs = repairs or drift.RepairBudget()
+        self.tell = tell or no_notice
+        self.quiet_until = 0.0
+        self.unreachable_since = 0.0
+        self._hashes: tuple[str, dict[str, str]] | None = None
+        self.suspects: set[str] = set()
+        self.fleet_names = lambda: ([s.name for s in self.fleet().services] if self.fleet
+                                    else [self.name])
+        self.last_outcome: Outcome | None = None  # of the last pass (the status page)
 
     def wake_for(self, reason: str) -> None:
         """Ask for a pass now (its trigger: `reason`, e.g. webhook) instead of at the poll."""
@@ -266,6 +280,7 @@ class TrackedService(Rollout):
             try:
                 if manual:
                     self._lift()
+                    self.repairs.clear(self.name)  # (//up ends a crash loop's wait)
                 outcome = await self._converge(trigger, manual=manual)
                 self.verified = True
             except PgoError as e:
@@ -273,9 +288,12 @@ class TrackedService(Rollout):
                 self.state.last_error = redact(str(e), self.secrets)
                 self.log.error("%s", e)
             finally:
+                if self.activity:  # (events of what it changed are its own)
+                    self.quiet_until = time.time()
                 self.activity = ""
                 self.state.last_reconcile = time.time()
                 self.save()
+            self.last_outcome = outcome
             self.log.debug("reconcile (%s) done: %s in %.3fs", trigger, outcome,
                            time.monotonic() - t0)
             metrics.RECONCILES.labels(self.name, outcome).inc()
@@ -504,6 +522,7 @@ class TrackedService(Rollout):
             sync = Synced(await self.checkout.head())  # or tried again below
         head = sync.head
         st.desired_commit = sync.kept_out.commit if sync.kept_out else sync.upstream or head
+        self._upstream(sync.error, st.desired_commit)
 
         if self._stop_file_present():
             if not st.stop_file or await self.project.running():
@@ -560,6 +579,7 @@ class TrackedService(Rollout):
                 st.last_error = sync.error
                 return Outcome.PENDING
             again = model.digest == st.applied_model
+            self.repairs.clear(self.name)  # (a new commit ends a crash loop's wait)
             restart = running and bool(st.applied_model)
             how = "" if not restart else \
                 ", down first: x-pgo down is true" if model.down_first else ", in place"
@@ -572,6 +592,14 @@ class TrackedService(Rollout):
         if not self.verified and running:
             # the first pass of this pgod: a stray a pgod from before this check left
             await self._remove_strays(model, None, stop_changed=False)
+        if (running or self.verified) and not st.frozen:
+            # drift: containers missing, stopped, too many, or of another configuration
+            # (pgo.repair; a freeze keeps what runs as it is)
+            repaired = await self._drift(model, head)
+            if repaired is not None:
+                if repaired is Outcome.STARTED:
+                    st.last_error = sync.error
+                return repaired
         if not running:
             # (what runs was proven when it was deployed: brought up again, it is not
             # gated, nor rolled back; a pass that fails is tried again at the next)

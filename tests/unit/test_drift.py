@@ -79,8 +79,10 @@ def test_a_container_not_of_the_model_is_drift() -> None:
     assert d.reconcile and "configuration is not the model's" in d.reason
     d = decide(ev(Action.START, "debug", config_hash="f" * 64), Intent(hashes=HASHES))
     assert d.reconcile and "not in the model" in d.reason
-    # without the model's hashes a beginning says nothing
-    assert not decide(ev(Action.CREATE, config_hash="f" * 64), Intent()).reconcile
+    # without the model's hashes a beginning is compared with the model by a pass
+    d = decide(ev(Action.CREATE, config_hash="f" * 64), Intent())
+    assert d.reconcile and "compared with the model" in d.reason
+    assert not decide(ev(Action.CREATE), Intent(busy=True)).reconcile
 
 
 @pytest.mark.parametrize(("project", "name", "ok"), [

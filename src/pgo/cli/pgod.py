@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from pgo import __version__, compose, config, xpgo
+from pgo import __version__, compose, config, engine, xpgo
 from pgo.cli.common import Parser
 from pgo.duration import parse_addr, parse_duration
 from pgo.errors import PgoError
@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         restart=args.restart,
         compose_binary=compose.detect(),
         gate=xpgo.Settings(health_timeout=args.health_timeout, settle=args.settle),
+        status_page=args.status_page,
+        # (the engine's events when pgod talks to the default engine; one not up yet is
+        # waited for)
+        events_socket=engine.ENGINE_SOCKET if compose.engine_socket() is not None
+        or not os.path.exists(engine.ENGINE_SOCKET) else None,
     )
     logging.getLogger("pgo").info("pgod %s: compose is `%s`", __version__,
                                   " ".join(opts.compose_binary))
