@@ -314,7 +314,7 @@ class Rollout:
 
             assert isinstance(self.project, Stack)
             settings = model.settings(self.defaults)
-            await self.project.up(model, timeout=settings.health_timeout or UP_TIMEOUT)
+            await self.project.deploy(model, timeout=settings.health_timeout or UP_TIMEOUT)
             return
         try:
             await self.project.up()

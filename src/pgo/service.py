@@ -592,9 +592,10 @@ class TrackedService(Rollout, Repairs):
         if not self.verified and running:
             # the first pass of this pgod: a stray a pgod from before this check left
             await self._remove_strays(model, None, stop_changed=False)
-        if (running or self.verified) and not st.frozen:
+        if (running or self.verified) and not st.frozen and not self.cfg.is_swarm:
             # drift: containers missing, stopped, too many, or of another configuration
-            # (pgo.repair; a freeze keeps what runs as it is)
+            # (pgo.repair; a freeze keeps what runs as it is; swarm keeps a stack's tasks
+            # running by itself, and pgod does not fight its scheduler)
             repaired = await self._drift(model, head)
             if repaired is not None:
                 if repaired is Outcome.STARTED:

@@ -153,11 +153,14 @@ class Stack(Project):
             os.close(fd)
         os.replace(tmp, path)
 
-    async def up(self, model: Model | None = None, timeout: float = UP_TIMEOUT) -> None:
+    async def up(self, *recreate: str) -> None:
+        """A compose project's `up`: a stack has none (it is deployed from its model, and
+        swarm itself keeps its tasks running, so pgod repairs no drift of it)."""
+        raise ComposeError("a swarm stack is deployed from its model (Stack.deploy)")
+
+    async def deploy(self, model: Model, timeout: float = UP_TIMEOUT) -> None:
         """Deploy `model` as the stack (see the module). `docker stack deploy` waits for
         the services to converge; after `timeout` seconds it is left to the health gate."""
-        if model is None:
-            raise ComposeError("a swarm stack is deployed from a model")
         self._write(self.stack_file, stackfile.render(model.data))
         try:
             res = await self.runner.run(
