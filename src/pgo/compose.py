@@ -604,11 +604,27 @@ class Project:
                                     service=self.name)
         return redact(res.output, self.secrets) if res.returncode == 0 else ""
 
-    async def config_hashes(self) -> dict[str, str]:
+    async def config_hashes(self, model: Model | None = None) -> dict[str, str]:
         """compose service -> the configuration hash compose stamps on the containers it
         makes for the model (`config --hash '*'`): a container whose label differs was
-        made from another configuration."""
-        text = await self._run("config", "--hash", "*", timeout=CONFIG_TIMEOUT)
+        made from another configuration.
+
+        `up` hashes a service after its `env_file` is read into its `environment`; `config
+        --hash` hashes it before (compose 2.40: the two differ for every service with an
+        env_file, which made each such container look changed). So with `model` (v2), and
+        a service of it with an env_file, the hashes are asked of the model as loaded,
+        env files read, handed to compose on its standard input: they are up's."""
+        services = (model.data.get("services") or {}) if model is not None else {}
+        if model is not None and self.binary != V1 and any(
+                isinstance(s, dict) and s.get("env_file") for s in services.values()):
+            doc = dict(model.data)
+            doc["services"] = {name: {k: v for k, v in s.items() if k != "env_file"}
+                               if isinstance(s, dict) else s for name, s in services.items()}
+            text = await self._run("--project-directory", str(self.workdir), "--file", "-",
+                                   "config", "--hash", "*", timeout=CONFIG_TIMEOUT,
+                                   with_file=False, stdin=json.dumps(doc).encode())
+        else:
+            text = await self._run("config", "--hash", "*", timeout=CONFIG_TIMEOUT)
         try:
             return drift.parse_hashes(text)
         except ValueError as e:

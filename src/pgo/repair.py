@@ -100,7 +100,7 @@ class Repairs:
     async def model_hashes(self, model: Model) -> dict[str, str]:
         """The config hashes of `model` (compose's `config --hash`), asked once per model."""
         if self._hashes is None or self._hashes[0] != model.digest:
-            self._hashes = (model.digest, await self.project.config_hashes())
+            self._hashes = (model.digest, await self.project.config_hashes(model))
         return self._hashes[1]
 
     def _tell(self, kind: Kind, commit: str = "", detail: str = "", *,

@@ -270,7 +270,7 @@ class Rollout:
             and not self.cfg.is_swarm
         # (what `config --hash` says is needed in place, where containers of the old
         # deployment run on: asked beside the pull rather than after it)
-        hashes = asyncio.create_task(self.project.config_hashes()) if in_place else None
+        hashes = asyncio.create_task(self.project.config_hashes(model)) if in_place else None
         try:
             async with self.registries():
                 await self._prepare_images(model, head)
@@ -360,7 +360,7 @@ class Rollout:
         live = [c for c in containers if c.service in services and c.state in LIVE]
         changed = []
         if live and stop_changed:
-            want = await (hashes if hashes is not None else self.project.config_hashes())
+            want = await (hashes if hashes is not None else self.project.config_hashes(model))
             changed = [c for c in live if c.config_hash != want.get(c.service)]
         for c in strays:
             self.log.info("removing container %s (%s, %s): not in the model",

@@ -242,8 +242,9 @@ def test_directories_pgod_did_not_make_are_left_alone(base, upstream, projects, 
 
 
 def test_project_downed_by_hand_comes_back(base, upstream, projects, pgods):
-    # level-triggered: nothing tells pgod about a manual `down`; its next pass sees that no
-    # container of the project runs (the shared listing of running projects) and ups it
+    # level-triggered: the engine's events wake a pass at once (else the next poll would);
+    # the pass sees that no container of the project runs and brings the model back up
+    # (as drift: the model's container is not running, or missing)
     name = h.unique()
     projects.append(name)
     pgod = start(base, pgods, [service(name, upstream)])
@@ -251,7 +252,8 @@ def test_project_downed_by_hand_comes_back(base, upstream, projects, pgods):
     first = h.wait_until(lambda: h.container_ids(name), what="first deploy")
     h.down_project(name)
     assert not h.container_ids(name)
-    pgod.wait_log(rf"\[{name}\] not running: bringing up commit {upstream.head()[:8]}")
+    pgod.wait_log(rf"\[{name}\] (not running: bringing up commit {upstream.head()[:8]}"
+                  r"|drift: web: )")
     second = h.wait_until(lambda: h.container_ids(name), what="the project to come back")
     assert second and not second & first
     assert "docker engine at" not in pgod.log()  # the engine's socket answered

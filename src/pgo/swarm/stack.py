@@ -220,7 +220,7 @@ class Stack(Project):
                 config_hash="", number=int(t.get("Slot") or 0), oneoff=False, created=0.0))
         return out
 
-    async def config_hashes(self) -> dict[str, str]:
+    async def config_hashes(self, model: Model | None = None) -> dict[str, str]:
         return {}  # (swarm replaces a task whose spec changed by itself)
 
     async def retire(self, stop: Sequence[str], remove: Sequence[str] = ()) -> None:
