@@ -493,8 +493,12 @@ class TrackedService(Rollout, Repairs):
                     "swarm ignores or refuses: " + "; ".join(problems),))
         found = await self.violations(model, checkout)
         if self.cfg.is_swarm and not found:
+            from pgo.swarm import stackfile
             from pgo.swarm.stack import Stack
 
+            if missing := stackfile.missing_sources(model.data, os.path.exists):
+                return Verdict(commit, model.digest, VerdictKind.ERROR, (
+                    "; ".join(missing),))
             stack = self.project_in(checkout) if checkout is not None else self.project
             why = await stack.check(model) if isinstance(stack, Stack) else None
             if why:

@@ -206,3 +206,25 @@ def test_refusals_before_anything_is_deployed_and_a_failing_update_rolled_back(m
     svc.pgod.wait_log(r"SSH listening")
     history = svc.pgoctl("history").stdout.splitlines()
     assert f"  {bad[:8]}  rolled back  " in history[0], history
+
+
+def test_a_missing_bind_source_is_created_for_the_short_syntax_and_named_for_the_long(make):
+    """Swarm creates no bind source (its tasks are rejected): pgod creates a short-syntax
+    one (compose's create_host_path) as the service's user, and refuses a long-syntax one
+    that does not exist in one line, before anything is deployed."""
+    import pwd
+
+    svc: Stack = make(web("1", replicas=1,
+                          extra="    volumes: ['${PGO_DATA}/state/db:/state']\n"))
+    made = svc.pgod.datadir / svc.name / "state" / "db"
+    svc.log(rf"created {made}, the bind mount source of compose service web \(as compose")
+    svc.log(rf"deployed commit {svc.commits[0][:8]} in \S+s")
+    assert made.is_dir() and made.stat().st_uid == pwd.getpwnam(h.USER).pw_uid
+
+    long = svc.push(web("2", replicas=1, extra=(
+        "    volumes: [{type: bind, source: '${PGO_DATA}/absent', target: /absent}]\n")))
+    line = svc.log(rf"commit {long[:8]} refused \(\w+\): compose service web: bind mount "
+                   rf"source {svc.pgod.datadir / svc.name / 'absent'} does not exist on this "
+                   "node, and swarm creates none")
+    assert version_of(svc.name) == "1", line
+    assert not (svc.pgod.datadir / svc.name / "absent").exists()

@@ -163,3 +163,28 @@ def test_a_global_service_wants_its_live_tasks_running() -> None:
     tasks = [_task("web", "running"), _task("web", "preparing")]
     r = converge.assess("st", ["web"], [_svc("web", None)], tasks, T0, T0 + 1, 0)
     assert not r.healthy and r.why == "web: 1 of 2 task(s) running"
+
+
+def test_a_missing_bind_source_is_created_or_named_before_the_deploy(tmp_path: Path) -> None:
+    """Short syntax (compose's create_host_path): Stack.up creates it; long syntax without:
+    one entry naming the compose service and the path, before swarm rejects the tasks."""
+    there = tmp_path / "there"
+    there.mkdir()
+    model = {"services": {
+        "web": {"volumes": [
+            {"type": "bind", "source": str(tmp_path / "short"), "target": "/a",
+             "bind": {"create_host_path": True}},
+            {"type": "bind", "source": str(tmp_path / "long"), "target": "/b"},
+            {"type": "bind", "source": str(there), "target": "/c"},
+            {"type": "volume", "source": "v", "target": "/d"}]},
+        "db": {"volumes": [{"type": "bind", "source": str(tmp_path / "db"), "target": "/e",
+                            "bind": {"create_host_path": False}}]}}}
+    assert stackfile.bind_sources(model) == [
+        ("db", str(tmp_path / "db"), False), ("web", str(tmp_path / "short"), True),
+        ("web", str(tmp_path / "long"), False), ("web", str(there), False)]
+    missing = stackfile.missing_sources(model, lambda p: Path(p).exists())
+    assert missing == [
+        f"compose service {svc}: bind mount source {tmp_path / svc_path} does not exist on "
+        "this node, and swarm creates none (create it, or use the short syntax or "
+        "bind.create_host_path: true and pgod creates it as the service's user)"
+        for svc, svc_path in (("db", "db"), ("web", "long"))]

@@ -32,6 +32,11 @@ DOWN_WAIT = 120.0  # for a removed stack's services and networks to be gone
 STACK_FILE = "stack.json"
 
 
+def _to_create(model: Model) -> list[tuple[str, str]]:
+    return [(name, source) for name, source, create in stackfile.bind_sources(model.data)
+            if create and not os.path.exists(source)]
+
+
 class Stack(Project):
     """A Project whose model runs as a swarm stack (see the module). `private`: the
     service's private directory (root's, 0711), where the stack file is written."""
@@ -161,6 +166,7 @@ class Stack(Project):
     async def deploy(self, model: Model, timeout: float = UP_TIMEOUT) -> None:
         """Deploy `model` as the stack (see the module). `docker stack deploy` waits for
         the services to converge; after `timeout` seconds it is left to the health gate."""
+        await self._create_sources(model)
         self._write(self.stack_file, stackfile.render(model.data))
         try:
             res = await self.runner.run(
@@ -178,6 +184,18 @@ class Stack(Project):
         if res.returncode != 0:
             raise CommandError("docker stack deploy", res.returncode,
                                redact(res.output, self.secrets))
+
+    async def _create_sources(self, model: Model) -> None:
+        """Create the missing host paths of the model's short-syntax bind mounts, as
+        compose would and swarm does not (its tasks would be rejected): as the service's
+        user, so nothing is made where the user could not make it itself (the policy let
+        only DATADIR/NAME through)."""
+        for name, source in _to_create(model):
+            await self.runner.run(["mkdir", "-p", "--", source], as_user=self.as_user,
+                                  env=self.env, cwd="/", timeout=CONFIG_TIMEOUT,
+                                  service=self.name, check=True, what=f"mkdir {source}")
+            self.log.info("created %s, the bind mount source of compose service %s (as "
+                          "compose would; swarm creates none)", source, name)
 
     async def down(self, *, whole: bool = False) -> None:
         """Remove the stack and wait until its services and networks are gone (a deploy

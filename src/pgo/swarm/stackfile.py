@@ -15,7 +15,7 @@ string.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # What the docker CLI's stack loader ignores ("Ignoring unsupported options") or refuses
@@ -71,6 +71,35 @@ def unsupported(model: Mapping[str, Any]) -> list[str]:
         if keys:
             found.append(f"compose service {name}: " + ", ".join(keys))
     return found
+
+
+def bind_sources(model: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """(compose service, host path, create_host_path) of every bind mount of `model`, as
+    compose printed it: the short syntax (`${PGO_DATA}/db:/db`) says create_host_path,
+    which compose honours and swarm does not (Stack.up creates such a path, as the
+    service's user); a long-syntax bind without it must exist (missing_sources)."""
+    found: list[tuple[str, str, bool]] = []
+    services = model.get("services")
+    for name, svc in sorted(services.items() if isinstance(services, Mapping) else ()):
+        if not isinstance(svc, Mapping):
+            continue
+        for mount in svc.get("volumes") or ():
+            if isinstance(mount, Mapping) and mount.get("type") == "bind" \
+                    and isinstance(mount.get("source"), str) and mount["source"]:
+                bind = mount.get("bind")
+                create = isinstance(bind, Mapping) and bind.get("create_host_path") is True
+                found.append((str(name), mount["source"], create))
+    return found
+
+
+def missing_sources(model: Mapping[str, Any], exists: Callable[[str], bool]) -> list[str]:
+    """The bind mounts of `model` whose host path does not `exist` and that nothing will
+    create (see bind_sources), one entry each: swarm would reject every task of them."""
+    return [f"compose service {name}: bind mount source {source} does not exist on this "
+            "node, and swarm creates none (create it, or use the short syntax or "
+            "bind.create_host_path: true and pgod creates it as the service's user)"
+            for name, source, create in bind_sources(model)
+            if not create and not exists(source)]
 
 
 def to_stack(model: Mapping[str, Any]) -> dict[str, Any]:
