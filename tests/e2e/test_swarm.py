@@ -228,3 +228,28 @@ def test_a_missing_bind_source_is_created_for_the_short_syntax_and_named_for_the
                    "node, and swarm creates none")
     assert version_of(svc.name) == "1", line
     assert not (svc.pgod.datadir / svc.name / "absent").exists()
+
+
+def test_check_runs_the_stack_loader_pgod_runs_before_a_deploy(base: Path) -> None:
+    """`pgod check` on a swarm service asks `docker stack config` (no engine needed), as
+    pgod does before a deploy: CI sees what pgod would refuse."""
+    cfg = base / "pgo.toml"
+    cfg.write_text(h.toml_service({"name": "team", "user": h.USER, "repository": "/x",
+                                   "engine": "swarm"}))
+    good, bad = base / "good", base / "bad"
+    for d, extra in ((good, ""), (bad, "    pull_policy: never\n")):
+        d.mkdir()
+        (d / "compose.yaml").write_text(web("1", extra=extra))
+    for p in (base, good, bad, cfg):
+        p.chmod(0o755)
+
+    def check(path: Path) -> tuple[int, list[str]]:
+        r = h.run(h.PGOD, "check", "-c", str(cfg), "--datadir", str(base / "data"),
+                  "--service", "team", str(path), check=False, timeout=120)
+        assert "Traceback" not in r.stderr, r.stderr
+        return r.returncode, (r.stdout + r.stderr).splitlines()
+
+    assert check(good) == (0, ["team: accepted, 1 compose service(s)"])
+    rc, lines = check(bad)
+    assert rc == 1 and lines == ["team: docker stack refuses the model: services.web "
+                                 "Additional property pull_policy is not allowed"], lines

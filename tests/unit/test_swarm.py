@@ -3,6 +3,9 @@ real compose tool), what swarm ignores or refuses, the stack file, the convergen
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,10 @@ import pytest
 from pgo import compose, config
 from pgo.errors import ConfigError
 from pgo.policy import judge
+from pgo.service import Paths, TrackedService
+from pgo.state import Outcome
 from pgo.swarm import converge, stackfile
+from tests.unit.fakes import FakeRunner
 from tests.unit.test_policy import (
     DATADIR,
     HAS_V2,
@@ -22,6 +28,7 @@ from tests.unit.test_policy import (
     compose_model,
     expected,
 )
+from tests.unit.test_service import GATE, team_user
 
 SWARM_DATA = Path(__file__).resolve().parents[1] / "policy-testdata" / "swarm"
 CASES = sorted(SWARM_DATA.glob("*.yml"))
@@ -188,3 +195,59 @@ def test_a_missing_bind_source_is_created_or_named_before_the_deploy(tmp_path: P
         "this node, and swarm creates none (create it, or use the short syntax or "
         "bind.create_host_path: true and pgod creates it as the service's user)"
         for svc, svc_path in (("db", "db"), ("web", "long"))]
+
+
+def tracked(tmp: Path, fake: FakeRunner, name: str, engine: str = "compose"
+            ) -> TrackedService:
+    """A tracked service as pgo.daemon makes one, the runner being `fake`."""
+    cfg = config.Service(name=name, user="team", repository=f"/srv/git/{name}.git",
+                         engine=engine)
+    svc = TrackedService(cfg, Paths(tmp / "pgo", tmp / "data"), fake, ("docker", "compose"),
+                         as_user=team_user(tmp), defaults=GATE)
+    svc.gate_poll = 0.02
+    svc.prepare()
+    return svc
+
+
+def _engine(state: str, manager: bool) -> Any:
+    """`docker info --format {{json .}}` of an engine in swarm state `state`."""
+    doc = {"Swarm": {"LocalNodeState": state, "ControlAvailable": manager}}
+    return lambda call: (0, json.dumps(doc))
+
+
+@pytest.mark.parametrize(("state", "manager", "why"), [
+    ("inactive", False, "the docker engine is not in a swarm (its state: inactive); "
+                        "engine = \"swarm\" needs pgod on a swarm manager (docker swarm init)"),
+    ("active", False, "the docker engine is a swarm worker, not a manager; engine = "
+                      "\"swarm\" needs pgod on a swarm manager"),
+])
+def test_not_a_manager_fails_the_swarm_service_in_one_line_and_no_other(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, state: str, manager: bool,
+        why: str) -> None:
+    """The engine is asked at the runner's edge (no engine socket here: `docker info`);
+    the swarm service's pass fails before anything is fetched or deployed, the compose
+    service beside it deploys, and the check is made again on the next pass."""
+    fake = FakeRunner()
+    fake.on["docker info"] = _engine(state, manager)
+    fake.push({"services": {"web": {"image": "local/busybox:1"}}})
+    swarm = tracked(tmp_path, fake, "sw", engine="swarm")
+    compose_svc = tracked(tmp_path, fake, "web")
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(swarm.reconcile()) is Outcome.FAILED
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [f"[sw] {why}"]
+    assert swarm.state.last_error == why
+    assert fake.kinds() == ["docker info"]  # (nothing fetched, nothing deployed)
+
+    fake.calls.clear()
+    assert asyncio.run(compose_svc.reconcile()) is Outcome.DEPLOYED
+    assert "docker info" not in fake.kinds() and "compose up" in fake.kinds()
+
+    # the engine made a manager: the next pass goes on past the check (to a fetch that
+    # fails here, which shows it was reached)
+    fake.calls.clear()
+    fake.on["docker info"] = _engine("active", True)
+    fake.fail["git clone"] = (128, "fatal: not today\n")
+    assert asyncio.run(swarm.reconcile()) is Outcome.FAILED
+    assert fake.kinds()[:2] == ["docker info", "git clone"]
+    assert "swarm" not in (swarm.state.last_error or "")

@@ -19,6 +19,10 @@ decrypt refuses, in pgod's words. When there are documents and they decrypt, com
 the project from a scratch copy of PATH's tracked files (git's index, as a commit of it would
 hold them) with the documents decrypted, removed afterwards; without the identities, PATH is
 loaded as it is and a line on standard error says that its secrets were not checked.
+
+A service of `engine = "swarm"` is judged as pgod judges it before a deploy: what swarm
+ignores or refuses, the swarm policy, and (where a `docker` command is installed; it needs
+no engine) the docker CLI's stack loader, `docker stack config`, on the stack file.
 """
 
 from __future__ import annotations
@@ -220,10 +224,34 @@ async def _judge_in(svc: config.Service, workdir: Path, path: Path, paths: Paths
         print(f"{svc.name}: {shown(str(v))}")
     if verdict.violations:
         return 1
+    if svc.is_swarm and shutil.which("docker"):
+        if why := await _stack_config(svc, workdir, model, paths, as_user, secrets):
+            print(f"{svc.name}: {shown(why)}")
+            return 1
     services = len(model.data.get("services") or {})
     why = " (root: the policy does not apply)" if svc.is_root else ""
     print(f"{svc.name}: accepted, {services} compose service(s){why}")
     return 0
+
+
+async def _stack_config(svc: config.Service, workdir: Path, model: compose.Model,
+                        paths: Paths, as_user: RunAs, secrets: list[str]) -> str | None:
+    """What the docker CLI's stack loader says against the stack file of `model`, as
+    pgod asks it before a deploy (pgo.swarm.stack.Stack.check), or None when it takes it;
+    the file is written in a private scratch directory, removed after."""
+    from pgo.service import compose_env
+    from pgo.swarm.stack import Stack
+
+    scratch = Path(tempfile.mkdtemp(prefix="pgod-check-stack-"))
+    try:
+        if os.geteuid() == 0:
+            os.chown(scratch, as_user.uid, as_user.gid)
+        stack = Stack(svc.name, workdir, Runner(), as_user, binary=compose.detect(),
+                      compose_file=svc.compose, env=compose_env(svc, paths),
+                      secrets=secrets, private=scratch)
+        return await stack.check(model)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _caller() -> RunAs:

@@ -7,7 +7,7 @@ this machine is, deployed with `docker stack deploy` from the model compose reso
                    over `docker stack` and `docker service`
     converge.py    the health gate of a stack: every service's update completed, its
                    desired tasks running (healthy, where there is a healthcheck)
-    manager.py     is the engine a swarm manager
+    (Stack.manager_problem in stack.py: is the engine a swarm manager)
 
 Everything else (the checkout, secrets, the policy, the history, rollback, SSH) is the
 compose engine's, unchanged: a pgo.service.TrackedService whose project is a Stack.
