@@ -76,6 +76,7 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.server.shutdown()
+    r.server.server_close()  # (its listening socket: else a ResourceWarning in a later test)
 
 
 class Fleet:

@@ -137,7 +137,10 @@ class Container:
 
 
 def service_hash(svc: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(svc, sort_keys=True).encode()).hexdigest()
+    """As compose's up hashes a service: its env files read into its environment (which
+    this fake does not do; so they are left out, as up leaves them)."""
+    seen = {k: v for k, v in svc.items() if k != "env_file"}
+    return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
 
 
 def printed(file: Mapping[str, Any], project: str) -> dict[str, Any]:
@@ -238,7 +241,9 @@ class FakeRunner:
         sub = call.kind.split()[1]
         file: dict[str, Any] = {}
         if "--file" in argv:
-            file = yaml.safe_load(Path(argv[argv.index("--file") + 1]).read_text())
+            path = argv[argv.index("--file") + 1]
+            file = json.loads(call.stdin or b"{}") if path == "-" else \
+                yaml.safe_load(Path(path).read_text())
         model = printed(file, project)
         if sub == "config" and "--hash" in argv:
             return 0, "".join(f"{name} {service_hash(svc)}\n"
