@@ -180,8 +180,10 @@ async def error_message(resp: Response, reader: asyncio.StreamReader) -> str:
     return f"HTTP {resp.status}" + (f": {first}" if first else "")
 
 
-async def get_json(socket: str, target: str) -> Any:
-    """GET `target` and return the JSON document of a 200 answer."""
+async def get_body(socket: str, target: str, limit: int, *, cut: bool = False,
+                   what: str = "the answer") -> bytes:
+    """GET `target` and return the body of a 200 answer: at most `limit` bytes, or
+    EngineError when it is larger (with `cut`, what came until the limit was passed)."""
     async with open_request(socket, target) as (resp, reader):
         if resp.status != 200:
             raise EngineError(f"GET {target.split('?')[0]}: "
@@ -191,11 +193,19 @@ async def get_json(socket: str, target: str) -> Any:
             async with asyncio.timeout(BODY_TIMEOUT):
                 async for piece in body(reader, resp):
                     data += piece
-                    if len(data) > MAX_BODY:
-                        raise EngineError(f"answer larger than {MAX_BODY} bytes")
+                    if len(data) > limit:
+                        if cut:
+                            break
+                        raise EngineError(f"answer larger than {limit} bytes")
         except (OSError, TimeoutError, asyncio.IncompleteReadError,
                 asyncio.LimitOverrunError) as e:
-            raise EngineError(f"{socket}: reading the answer: {why(e)}") from None
+            raise EngineError(f"{socket}: reading {what}: {why(e)}") from None
+    return bytes(data)
+
+
+async def get_json(socket: str, target: str) -> Any:
+    """GET `target` and return the JSON document of a 200 answer."""
+    data = await get_body(socket, target, MAX_BODY)
     try:
         return json.loads(data)
     except ValueError:
@@ -297,21 +307,8 @@ async def last_log_lines(cid: str, socket: str = ENGINE_SOCKET, lines: int = 5) 
     """The container's last `lines` lines of output (stdout and stderr, as they came),
     at most LOG_BYTES of them."""
     target = query(_container_path(cid, "logs"), stdout="1", stderr="1", tail=str(lines))
-    async with open_request(socket, target) as (resp, reader):
-        if resp.status != 200:
-            raise EngineError(f"GET {target.split('?')[0]}: "
-                              + await error_message(resp, reader))
-        data = bytearray()
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                async for piece in body(reader, resp):
-                    data += piece
-                    if len(data) > LOG_BYTES:
-                        break
-        except (OSError, TimeoutError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError) as e:
-            raise EngineError(f"{socket}: reading the logs: {why(e)}") from None
-    return demux(bytes(data)).decode("utf-8", "replace")
+    data = await get_body(socket, target, LOG_BYTES, cut=True, what="the logs")
+    return demux(data).decode("utf-8", "replace")
 
 
 def demux(data: bytes) -> bytes:
