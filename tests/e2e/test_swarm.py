@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,12 +109,26 @@ class Stack:
         return self.pgod.wait_log(rf"\[{self.name}\] {pattern}", timeout=timeout, count=count)
 
     def remove(self) -> None:
-        if stack_services(self.name):
-            h.run("docker", "stack", "rm", self.name, check=False)
-        h.wait_until(lambda: not stack_services(self.name) and not docker(
-            "network", "ls", "-q", "--filter",
-            f"label=com.docker.stack.namespace={self.name}").strip(),
-            timeout=120, what=f"stack {self.name} removed")
+        """Remove the stack and wait until its services and networks are gone. `docker
+        stack rm` removes a network once, and swarm refuses that while a task of a removed
+        service still holds it; so it is asked again while anything is left."""
+        def left() -> str:
+            nets = docker("network", "ls", "-q", "--filter",
+                          f"label=com.docker.stack.namespace={self.name}").split()
+            return " ".join([*stack_services(self.name), *nets])
+
+        asked = 0.0
+        deadline = time.monotonic() + 120
+        while (remains := left()) and time.monotonic() < deadline:
+            if time.monotonic() - asked > 5:
+                h.run("docker", "stack", "rm", self.name, check=False)
+                asked = time.monotonic()
+            time.sleep(0.5)
+        if remains:
+            tasks = docker("ps", "-a", "--filter",
+                           f"label=com.docker.stack.namespace={self.name}")
+            raise AssertionError(f"stack {self.name} not removed after 120s: {remains}\n"
+                                 f"{tasks}")
 
 
 @pytest.fixture

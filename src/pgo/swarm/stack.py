@@ -29,6 +29,7 @@ from pgo.swarm import stackfile
 from pgo.swarm.converge import STACK_LABEL
 
 DOWN_WAIT = 120.0  # for a removed stack's services and networks to be gone
+RM_AGAIN = 5.0  # seconds between two docker stack rm while something of the stack is left
 STACK_FILE = "stack.json"
 
 
@@ -202,13 +203,20 @@ class Stack(Project):
         right after would find its networks still in use). A stack is always removed
         whole: `whole` is the compose project's flag, without meaning here."""
         try:
-            await self._docker("stack", "rm", self.name, timeout=UP_TIMEOUT)
-            deadline = time.monotonic() + DOWN_WAIT
+            # swarm refuses to remove a network a task of a removed service still holds,
+            # and docker stack rm asks once: it is asked again while something is left
+            await self._docker("stack", "rm", self.name, timeout=UP_TIMEOUT, check=False)
+            asked = time.monotonic()
+            deadline = asked + DOWN_WAIT
             while time.monotonic() < deadline:
                 nets = await self._docker("network", "ls", "--quiet", "--filter",
                                           f"label={STACK_LABEL}={self.name}")
                 if not await self.services() and not nets.split():
                     return
+                if time.monotonic() - asked > RM_AGAIN:
+                    await self._docker("stack", "rm", self.name, timeout=UP_TIMEOUT,
+                                       check=False)
+                    asked = time.monotonic()
                 await asyncio.sleep(0.5)
             raise ComposeError(f"stack {self.name}: still not gone {DOWN_WAIT:g}s after "
                                "docker stack rm")
