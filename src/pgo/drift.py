@@ -62,6 +62,8 @@ class Decision:
 def decide(event: ContainerEvent, intent: Intent) -> Decision:
     """Whether `event` (of this service's compose project) calls for a reconcile now."""
     what = event.describe()
+    if event.swarm:
+        return _decide_stack(event, intent, what)
     if event.oneoff:
         return Decision(False, f"{what}: a `compose run` container")
     if event.action in BEGINNINGS:
@@ -78,6 +80,31 @@ def decide(event: ContainerEvent, intent: Intent) -> Decision:
     if event.action is Action.DIE and event.exit_code == 0 and event.service in intent.oneshot:
         return Decision(False, f"{what}: a one-shot container that finished")
     return _unless_intended(Decision(True, what), event, intent)
+
+
+def _decide_stack(event: ContainerEvent, intent: Intent, what: str) -> Decision:
+    """A swarm stack's event: swarm replaces a task that ended by itself, so a task's end
+    asks for a look at the stack (its failure is told: pgo.swarm.drift), as does a swarm
+    service created, changed or removed (by hand, unless pgod's own doing)."""
+    if not event.container:
+        return _unless_intended(Decision(True, f"{what}: to be compared with the model"),
+                                event, intent)
+    if event.action in (Action.DIE, Action.OOM, Action.UNHEALTHY) and not (
+            event.action is Action.DIE and event.exit_code == 0):
+        return _unless_intended(Decision(True, f"{what}: its task is looked at"),
+                                event, intent)
+    if event.action is Action.START:  # (a task replacing one that failed: swarm records
+        # the failure before it makes the new task, and perhaps after the die was seen)
+        return _unless_intended(Decision(True, f"{what}: the stack's tasks are looked at"),
+                                event, intent)
+    return Decision(False, f"{what}: swarm's (it keeps the stack's tasks running)")
+
+
+def owner(name: str, services: Collection[str]) -> str:
+    """The configured service a swarm service named `name` (STACK_SERVICE) is the stack
+    of: the longest service name it starts with, followed by `_` ("" when none)."""
+    owners = [s for s in services if name.startswith(s + "_")]
+    return max(owners, key=len) if owners else ""
 
 
 def _unless_intended(wanted: Decision, event: ContainerEvent, intent: Intent) -> Decision:

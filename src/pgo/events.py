@@ -5,10 +5,12 @@
         if isinstance(event, Connected):          # the stream (re)opened
             if event.reconnect: ...               # events may have been missed: reconcile all
         else: ...                                 # a ContainerEvent of a compose project
+                                                  # or a swarm stack (swarm=True)
 
-The request is `GET /events` with filters type=container, label=com.docker.compose.project
-and the actions below, so the engine sends nothing else (no exec_*, no network or image
-events). While nothing happens nothing runs: the task waits in one read on the socket.
+The request is `GET /events` with filters type=container and type=service (a swarm
+stack's services) and the actions below, so the engine sends nothing else (no exec_*, no
+network or image events); a container of neither a compose project nor a swarm stack is
+dropped as it is read. While nothing happens nothing runs: the task waits in one read on the socket.
 When the connection breaks (the engine restarts, a proxy drops it) or can not be made (no
 engine yet), it is opened again after a delay that doubles from BACKOFF to BACKOFF_CAP; the
 delay starts over once a connection has stayed up for STABLE seconds. Each outage is
@@ -51,11 +53,17 @@ class Action(enum.StrEnum):
     UNPAUSE = "unpause"
     HEALTHY = "health_status: healthy"
     UNHEALTHY = "health_status: unhealthy"
+    UPDATE = "update"  # a swarm service's spec or update state
+    REMOVE = "remove"  # a swarm service
 
 
 # The engine's event filter: action names, `health_status` matching every health action
 WATCHED = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause",
            "unpause", "health_status")
+# ... and of swarm services (type service): created, updated, removed
+SERVICE_ACTIONS = ("create", "update", "remove")
+STACK_LABEL = "com.docker.stack.namespace"  # a swarm stack's, on its services and tasks
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"  # on a task's container
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,10 @@ class ContainerEvent:
     config_hash: str = ""  # compose's com.docker.compose.config-hash
     number: int = 0  # compose's container number
     oneoff: bool = False  # a `compose run` container
+    # a swarm stack's: a task's container (project: the stack, service: the compose
+    # service), or with `container` "" a swarm service itself (named `name`; its stack,
+    # `project`, is the configured service whose name it starts with: watch.Dispatch)
+    swarm: bool = False
 
     def describe(self) -> str:
         """One line: `container web-1 died (exit 137)`."""
@@ -83,8 +95,12 @@ class ContainerEvent:
             Action.HEALTHY: "turned healthy", Action.START: "started",
             Action.CREATE: "was created", Action.RESTART: "was restarted",
             Action.PAUSE: "was paused", Action.UNPAUSE: "was unpaused",
+            Action.UPDATE: "was updated", Action.REMOVE: "was removed",
         }[self.action]
-        return f"container {self.name or self.container[:12]} {what}"
+        if self.swarm and not self.container:
+            return f"swarm service {self.name} {what}"
+        return f"{'task container' if self.swarm else 'container'} " \
+               f"{self.name or self.container[:12]} {what}"
 
 
 @dataclass(frozen=True)
@@ -110,25 +126,40 @@ def _int(value: Any) -> int | None:
 
 def parse_event(doc: Any) -> ContainerEvent | None:
     """A typed event from one JSON object of the stream; None for anything else (another
-    type, an action not watched, a container without a compose project)."""
-    if not isinstance(doc, dict) or doc.get("Type", "container") != "container":
+    type, an action not watched, a container of neither a compose project nor a stack)."""
+    if not isinstance(doc, dict):
         return None
+    kind = doc.get("Type", "container")
     try:
         action = Action(str(doc.get("Action") or doc.get("status") or ""))
     except ValueError:
         return None
     actor = _table(doc.get("Actor"))
     attrs = _table(actor.get("Attributes"))
-    project = str(attrs.get(engine.PROJECT_LABEL) or "")
-    if not project:
-        return None
     nano = doc.get("timeNano")
     at = nano / 1e9 if isinstance(nano, int) else float(doc.get("time") or 0)
+    if kind == "service":
+        name = str(attrs.get("name") or "")
+        if action.value not in SERVICE_ACTIONS or not name:
+            return None
+        return ContainerEvent(action=action, project="", service="", container="",
+                              name=name, time=at, swarm=True)
+    if kind != "container" or action in (Action.UPDATE, Action.REMOVE):
+        return None
+    project = str(attrs.get(engine.PROJECT_LABEL) or "")
+    service = str(attrs.get(engine.SERVICE_LABEL) or "")
+    swarm = False
+    if not project:  # (a swarm task's container: its stack, and its service in the stack)
+        project = str(attrs.get(STACK_LABEL) or "")
+        service = str(attrs.get(SWARM_SERVICE_LABEL) or "").removeprefix(project + "_")
+        swarm = True
+        if not project:
+            return None
     number = _int(attrs.get(engine.NUMBER_LABEL))
     return ContainerEvent(
         action=action,
         project=project,
-        service=str(attrs.get(engine.SERVICE_LABEL) or ""),
+        service=service,
         container=str(actor.get("ID") or doc.get("id") or ""),
         name=str(attrs.get("name") or ""),
         time=at,
@@ -137,12 +168,16 @@ def parse_event(doc: Any) -> ContainerEvent | None:
         config_hash=str(attrs.get(engine.HASH_LABEL) or ""),
         number=number or 0,
         oneoff=str(attrs.get(engine.ONEOFF_LABEL) or "").lower() == "true",
+        swarm=swarm,
     )
 
 
 def events_target() -> str:
-    return engine.query("/events", {"type": ["container"], "label": [engine.PROJECT_LABEL],
-                                    "event": list(WATCHED)})
+    """Container events (those of neither a compose project nor a stack are dropped when
+    read: the engine's label filters all have to match, and containers carry one label or
+    the other) and swarm services' (none when the engine is in no swarm)."""
+    return engine.query("/events", {"type": ["container", "service"],
+                                    "event": sorted({*WATCHED, *SERVICE_ACTIONS})})
 
 
 class EngineEvents:

@@ -47,6 +47,7 @@ class Kind(enum.StrEnum):
     REFUSED = "refused"
     DRIFT_REPAIRED = "drift repaired"
     CRASH_LOOP = "crash loop"
+    TASK_FAILED = "task failed"  # a swarm task (swarm replaces it: told, not repaired)
     UNREACHABLE = "upstream unreachable"
     TEST = "test"
 
@@ -54,6 +55,7 @@ class Kind(enum.StrEnum):
 # Apprise's notify types: the colour or icon a service shows
 _LEVEL = {Kind.DEPLOYED: "success", Kind.DRIFT_REPAIRED: "success", Kind.TEST: "info",
           Kind.ROLLED_BACK: "warning", Kind.REFUSED: "warning", Kind.UNREACHABLE: "warning",
+          Kind.TASK_FAILED: "warning",
           Kind.FAILED: "failure", Kind.CRASH_LOOP: "failure"}
 
 
@@ -87,6 +89,7 @@ class Notice:
             Kind.REFUSED: f"commit {short} refused by the policy",
             Kind.DRIFT_REPAIRED: "drift repaired",
             Kind.CRASH_LOOP: "crash loop: left alone",
+            Kind.TASK_FAILED: "a swarm task failed",
             Kind.UNREACHABLE: "upstream unreachable for an hour",
             Kind.TEST: "test message",
         }[self.kind]

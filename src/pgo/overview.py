@@ -5,13 +5,14 @@ What a service shows, worst first:
 
     deploying   a deploy, its health gate, a rollback or a drift repair is under way
     held        the stop file, //down, //stop
-    failed      a crash loop; the commit failed (its first deploy, or rolled back from);
-                the last pass failed
+    failed      a crash loop (of repairs, or of a swarm stack's tasks); the commit failed
+                (its first deploy, or rolled back from); the last pass failed
     refused     upstream's commit was refused (policy, a model that does not load,
                 secrets that do not decrypt)
     frozen      //freeze or //rollback
     stopped     nothing runs
-    running     what runs is what upstream says
+    running     what runs is what upstream says (a swarm task that failed within the
+                last minutes and was replaced by swarm is said)
 
 Every reason is the service's own text with its secrets taken out (statuspage.reason_line);
 nothing of its config (env, tokens, notify URLs) is read here.
@@ -60,6 +61,9 @@ def state_of(svc: TrackedService, containers: Sequence[Container], stopfile: boo
         return State.HELD, f"held by //{st.hold} (until {st.hold.lifted_by()})"
     if loop:
         return State.FAILED, loop
+    tasks = svc.task_failures.reason() if svc.cfg.is_swarm else ""
+    if tasks:
+        return State.FAILED, tasks
     if verdict is not None and verdict.kind is VerdictKind.FAILED:
         return State.FAILED, st.last_error or verdict.summary()
     if verdict is not None and verdict.refused:
@@ -71,7 +75,15 @@ def state_of(svc: TrackedService, containers: Sequence[Container], stopfile: boo
     if not any(c.state in LIVE for c in containers if not c.oneoff):
         return State.STOPPED, st.last_error or ("nothing deployed yet" if not st.applied_commit
                                                 else "no container runs")
+    last = svc.task_failures.last() if svc.cfg.is_swarm else None
+    if last is not None and not st.last_error:  # (swarm replaced it: told, still running)
+        return State.RUNNING, f"{last.describe()} {_ago(last.at)}; swarm replaced it"
     return State.RUNNING, st.last_error
+
+
+def _ago(at: float) -> str:
+    s = max(int(time.time() - at), 0)
+    return f"{s}s ago" if s < 120 else f"{s // 60}m ago"
 
 
 def deploy_of(a: Attempt, secrets: Sequence[str]) -> Deploy:

@@ -27,13 +27,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pgo import drift, metrics
+from pgo import config, drift, metrics
 from pgo.compose import Model, Project
 from pgo.engine import Container
 from pgo.notifications import Kind, Notice
 from pgo.rollout import LIVE
 from pgo.runner import redact
 from pgo.state import Outcome, State, Verdict, VerdictKind
+from pgo.swarm.drift import TaskFailure, TaskFailures
 
 if TYPE_CHECKING:
     from pgo.secrets.inplace import Redactions
@@ -67,6 +68,9 @@ class Repairs:
     _hashes: tuple[str, dict[str, str]] | None  # (model digest, its config hashes)
     fleet_names: Callable[[], list[str]]
     suspects: set[str]  # ids of containers an engine event said ended (settled())
+    cfg: config.Service
+    task_failures: TaskFailures  # engine = "swarm": the stack's tasks that failed
+    started_at: float  # epoch seconds: this tracker's start (older task failures: not told)
 
     if TYPE_CHECKING:
         def registries(self) -> AbstractAsyncContextManager[None]: ...
@@ -75,6 +79,7 @@ class Repairs:
         async def _remove_strays(self, model: Model,
                                  hashes: asyncio.Task[dict[str, str]] | None, *,
                                  stop_changed: bool = True) -> None: ...
+        async def _deploy_stack(self, model: Model) -> None: ...
 
     def intent(self) -> drift.Intent:
         """What an engine event of this service's project is judged against."""
@@ -112,6 +117,8 @@ class Repairs:
 
     async def differences(self, model: Model) -> list[drift.Difference]:
         """What differs between the project's containers and `model` (empty: nothing)."""
+        if self.cfg.is_swarm:
+            return await self._stack_differences(model)
         containers = await self.settled(await self.project.containers())
         hashes = await self.model_hashes(model)
         found = drift.compare(hashes, model.data, containers, self.fleet_names())
@@ -119,6 +126,34 @@ class Repairs:
                   for c in containers if c.health == "unhealthy" and not c.oneoff
                   and c.state == "running" and c.config_hash == hashes.get(c.service)]
         return found
+
+    async def _stack_differences(self, model: Model) -> list[drift.Difference]:
+        """A swarm stack's drift (pgo.swarm.drift.compare); its tasks' new failures are
+        logged and told on the way (swarm replaces them itself)."""
+        from pgo.swarm import drift as stack_drift
+        from pgo.swarm.stack import Stack
+
+        assert isinstance(self.project, Stack)
+        services, tasks = await self.project.look()
+        self.observe_tasks(stack_drift.failures(services, tasks))
+        if not self.state.stack_specs and services:  # (deployed by a pgod before the specs
+            self.state.stack_specs = stack_drift.spec_digests(services)  # were recorded)
+        return stack_drift.compare(self.name, list(model.data.get("services") or {}),
+                                   services, self.state.stack_specs)
+
+    def observe_tasks(self, found: list[TaskFailure]) -> None:
+        """Log each new task failure once; tell the first of a spell, and a crash loop."""
+        new, loop = self.task_failures.observe(found, max(self.started_at, self.quiet_until))
+        for f in new:
+            self.log.warning("swarm: %s", redact(f.describe(), self.secrets))
+        commit = self.state.applied_commit
+        if loop:
+            why = self.task_failures.reason()
+            self.log.error("swarm: %s", why)
+            first = self.task_failures.recent[0]
+            self._tell(Kind.CRASH_LOOP, commit, why, key=f"tasks {first.task}")
+        elif self.task_failures.first_of_spell(new):
+            self._tell(Kind.TASK_FAILED, commit, new[0].describe(), key=new[0].task)
 
     async def settled(self, containers: list[Container]) -> list[Container]:
         """`containers` with the state of those an event said ended (self.suspects) asked
@@ -163,7 +198,8 @@ class Repairs:
     async def _repair(self, model: Model, head: str, found: list[drift.Difference],
                       what: str) -> Outcome:
         t0 = time.monotonic()
-        self.log.warning("drift: %s; repairing with up", what)
+        self.log.warning("drift: %s; repairing with %s", what,
+                         "docker stack deploy" if self.cfg.is_swarm else "up")
         self.activity = f"repairing drift: {what}"
         try:
             await self._removed(found)
@@ -178,8 +214,11 @@ class Repairs:
                 if late.refused:
                     self.judged = (late, model)
                     return await self._refuse(late)
-                unhealthy = sorted({d.service for d in found if d.kind == "unhealthy"})
-                await self.project.up(*unhealthy)
+                if self.cfg.is_swarm:  # (the stack as the model says: pgo.swarm.drift)
+                    await self._deploy_stack(model)
+                else:
+                    await self.project.up(*sorted({d.service for d in found
+                                                   if d.kind == "unhealthy"}))
         finally:
             self.activity = ""
             self.quiet_until = time.time()

@@ -310,11 +310,7 @@ class Rollout:
             await self._refuse(late, record=False)
             raise UpFailed(late.summary(), late)
         if self.cfg.is_swarm:  # (a stack file of the model: pgo.swarm.stack)
-            from pgo.swarm.stack import Stack
-
-            assert isinstance(self.project, Stack)
-            settings = model.settings(self.defaults)
-            await self.project.deploy(model, timeout=settings.health_timeout or UP_TIMEOUT)
+            await self._deploy_stack(model)
             return
         try:
             await self.project.up()
@@ -326,6 +322,21 @@ class Rollout:
                              "project, then up", why)
             await self.project.down(whole=True)
             await self.project.up()
+
+    async def _deploy_stack(self, model: Model) -> None:
+        """Deploy `model` as the swarm stack, and record its services' specs as deployed
+        (what pgo.swarm.drift compares them with)."""
+        from pgo.swarm import drift as stack_drift
+        from pgo.swarm.stack import Stack
+
+        assert isinstance(self.project, Stack)
+        settings = model.settings(self.defaults)
+        try:
+            await self.project.deploy(model, timeout=settings.health_timeout or UP_TIMEOUT)
+        finally:  # (a deploy that failed half-way changed some: those are pgod's too)
+            with contextlib.suppress(PgoError, OSError):
+                self.state.stack_specs = stack_drift.spec_digests(
+                    await self.project.services())
 
     async def _prepare_images(self, model: Model, head: str) -> None:
         """Pull and build what the model runs; ComposeError when an image is missing."""

@@ -30,6 +30,7 @@ from pgo.rollout import LIVE, Rollout, UpFailed
 from pgo.runner import CommandRunner, RunAs, redact
 from pgo.secrets import identity, inplace, tracked_files
 from pgo.state import Attempt, Outcome, State, Verdict, VerdictKind
+from pgo.swarm.drift import TaskFailures
 
 STATE_DIR = ".pgo"  # under --dir: pgod's own files; never a service checkout
 __all__ = ["LIVE", "STATE_DIR", "Hooks", "Paths", "TrackedService"]
@@ -176,6 +177,8 @@ class TrackedService(Rollout, Repairs):
         self.unreachable_since = 0.0
         self._hashes: tuple[str, dict[str, str]] | None = None
         self.suspects: set[str] = set()
+        self.task_failures = TaskFailures()  # engine = "swarm" (pgo.swarm.drift)
+        self.started_at = time.time()
         self.fleet_names = lambda: ([s.name for s in self.fleet().services] if self.fleet
                                     else [self.name])
         self.last_outcome: Outcome | None = None  # of the last pass (the status page)
@@ -596,10 +599,10 @@ class TrackedService(Rollout, Repairs):
         if not self.verified and running:
             # the first pass of this pgod: a stray a pgod from before this check left
             await self._remove_strays(model, None, stop_changed=False)
-        if (running or self.verified) and not st.frozen and not self.cfg.is_swarm:
-            # drift: containers missing, stopped, too many, or of another configuration
-            # (pgo.repair; a freeze keeps what runs as it is; swarm keeps a stack's tasks
-            # running by itself, and pgod does not fight its scheduler)
+        if (running or self.verified) and not st.frozen:
+            # drift: containers missing, stopped, too many, or of another configuration;
+            # a stack's swarm services gone, unknown, or changed by hand (pgo.repair; a
+            # freeze keeps what runs as it is; swarm keeps a stack's tasks running itself)
             repaired = await self._drift(model, head)
             if repaired is not None:
                 if repaired is Outcome.STARTED:

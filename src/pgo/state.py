@@ -133,6 +133,9 @@ class State:
     proving: str = ""
     proving_since: float = 0.0  # when its deploy began (seconds since the epoch)
     history: list[Attempt] = dataclasses.field(default_factory=list)  # oldest first
+    # engine = "swarm": the digest of each swarm service's spec as pgod last deployed the
+    # stack (pgo.swarm.drift): a spec that differs was changed outside pgo
+    stack_specs: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def record(self, attempt: Attempt) -> bool:
         """Add `attempt` to the history (the last HISTORY kept); False when it only repeats
@@ -261,6 +264,10 @@ def _value(hint: Any, raw: Any) -> Any:
             raise TypeError(f"not a list: {raw!r}")
         items = [_value(args[0], v) for v in raw]
         return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(raw, dict):
+            raise TypeError(f"not an object: {raw!r}")
+        return {_value(args[0], k): _value(args[1], v) for k, v in raw.items()}
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(raw)
     if dataclasses.is_dataclass(hint):

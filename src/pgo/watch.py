@@ -2,7 +2,8 @@
 deploy attempts of every service told to people.
 
     Dispatch.run(stream)        one EngineEvents stream for all services: an event of a
-                                tracked project that drift.decide says calls for a repair
+                                tracked project (or swarm stack: its services, its tasks'
+                                containers) that drift.decide says calls for a look
                                 wakes that service's pass at once (trigger "event"); after a
                                 reconnect (events may have been missed, the engine may have
                                 restarted) every service is woken once (trigger "engine")
@@ -56,12 +57,15 @@ class Dispatch:
     def dispatch(self, event: ContainerEvent) -> drift.Decision | None:
         """Wake the pass of the service `event` concerns when it calls for a repair; the
         decision (None: not a tracked service's container)."""
+        if event.swarm and not event.project:  # (a swarm service: its stack's by name)
+            event = replace(event, project=drift.owner(event.name, self.names()))
         svc = self.services().get(event.project)
-        if svc is None or not drift.belongs(event.project, event.name, self.names()):
+        if svc is None or not drift.belongs(event.project, event.name, self.names()) \
+                or event.swarm != svc.cfg.is_swarm:
             return None
         intent = svc.intent()
         decision = drift.decide(event, intent)
-        if event.action in drift.ENDINGS and event.container:
+        if event.action in drift.ENDINGS and event.container and not event.swarm:
             svc.suspects.add(event.container)
         if decision.reconcile:
             svc.log.info("%s: reconciling now", decision.reason)

@@ -61,3 +61,11 @@ def pgods() -> Iterator[list[h.Pgod]]:
     yield started
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[h.Receiver]:
+    r = h.Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()  # (its listening socket: else a ResourceWarning in a later test)

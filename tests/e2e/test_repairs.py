@@ -13,9 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,50 +30,6 @@ CRASH = h.WEB + ('    entrypoint: ["sh", "-c", "echo cannot start; exit 3"]\n'
                  '    restart: "no"\n' + GATE)
 SECRET = "hunter2-Pgo-e2e-value"
 CHROMIUM = shutil.which("chromium")
-
-
-class Receiver:
-    """A small HTTP server that keeps every JSON body POSTed to it (Apprise's json://)."""
-
-    def __init__(self) -> None:
-        self.got: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                n = int(self.headers.get("Content-Length") or 0)
-                with outer.lock:
-                    outer.got.append(json.loads(self.rfile.read(n) or b"{}"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/notify"
-
-    def titles(self, service: str) -> list[str]:
-        with self.lock:
-            return [str(m.get("title")) for m in self.got if service in str(m.get("title"))]
-
-    def wait(self, service: str, part: str, timeout: float = 120) -> str:
-        return str(h.wait_until(lambda: [t for t in self.titles(service) if part in t],
-                                timeout, f"a notification {part!r} of {service}")[0])
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()  # (its listening socket: else a ResourceWarning in a later test)
 
 
 class Fleet:

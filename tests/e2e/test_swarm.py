@@ -78,7 +78,8 @@ def version_of(name: str) -> str:
 class Stack:
     """A swarm service tracked by its own pgod, with a pgoctl key in its repository."""
 
-    def __init__(self, base: Path, pgods: list[h.Pgod], first: str) -> None:
+    def __init__(self, base: Path, pgods: list[h.Pgod], first: str, *, interval: str = "2s",
+                 head: str = "") -> None:
         self.base = base
         self.name = h.unique("sw")
         self.key = base / "id_team"
@@ -87,8 +88,9 @@ class Stack:
         self.up.write("ssh/team.pub", Path(f"{self.key}.pub").read_text())
         self.commits: list[str] = []
         self.push(first)
-        self.pgod = h.Pgod(base, [{"name": self.name, "user": h.USER, "engine": "swarm",
-                                   "repository": self.up.url}])
+        self.pgod = h.Pgod(base, head + h.toml_service(
+            {"name": self.name, "user": h.USER, "engine": "swarm",
+             "repository": self.up.url}), interval=interval)
         pgods.append(self.pgod)
         self.pgod.start()
 
@@ -135,8 +137,8 @@ class Stack:
 def make(swarm: None, base: Path, pgods: list[h.Pgod]) -> Iterator[object]:
     made: list[Stack] = []
 
-    def start(first: str) -> Stack:
-        made.append(Stack(base, pgods, first))
+    def start(first: str, **kw: str) -> Stack:
+        made.append(Stack(base, pgods, first, **kw))
         return made[-1]
     yield start
     for p in pgods:
@@ -268,3 +270,59 @@ def test_check_runs_the_stack_loader_pgod_runs_before_a_deploy(base: Path) -> No
     rc, lines = check(bad)
     assert rc == 1 and lines == ["team: docker stack refuses the model: services.web "
                                  "Additional property pull_policy is not allowed"], lines
+
+
+def test_drift_of_the_stack_is_repaired_and_a_failed_task_told(make, receiver):
+    """Issue 15 item 6: the engine's events of a stack wake its pass (the interval here is
+    an hour): a swarm service scaled or removed by hand is drift, repaired by deploying the
+    model again; a task that fails is swarm's to replace, and pgod logs it, tells it, and
+    the status page says it. pgod's own deploys are not drift."""
+    svc: Stack = make(web("1", more=SIDE), interval="1h",
+                      head=f"notify = [{json.dumps(receiver.url)}]\n")
+    svc.log(rf"deployed commit {svc.commits[0][:8]} in \S+s")
+    receiver.wait(svc.name, "deployed")
+
+    def replicas() -> str:
+        return docker("service", "inspect", f"{svc.name}_web", "--format",
+                      "{{.Spec.Mode.Replicated.Replicas}}").strip()
+
+    h.run("docker", "service", "scale", "--detach", f"{svc.name}_web=3")
+    svc.log(rf"swarm service {svc.name}_web was updated: to be compared with the model: "
+            "reconciling now")
+    svc.log(rf"drift: web: the spec of swarm service {svc.name}_web was changed outside "
+            r"pgo \(docker service update or scale\?\); repairing with docker stack deploy")
+    svc.log("drift repaired in")
+    assert replicas() == "2"
+    receiver.wait(svc.name, "drift repaired")
+
+    h.run("docker", "service", "rm", f"{svc.name}_side")
+    svc.log(rf"drift: side: swarm service {svc.name}_side is gone; repairing")
+    svc.log("drift repaired in", count=2)
+    h.wait_until(lambda: f"{svc.name}_side" in stack_services(svc.name), 60, "side back")
+
+    # a task killed: swarm replaces it; pgod says so once, and tells it
+    task = docker("ps", "-q", "--filter",
+                  f"label=com.docker.swarm.service.name={svc.name}_web").split()[0]
+    h.run("docker", "kill", task)
+    line = svc.log(rf"swarm: task {svc.name}_web\.\d+ failed: task: non-zero exit \(137\) "
+                   r"\(exit code 137\) on node \w+")
+    assert receiver.wait(svc.name, "a swarm task failed")
+    url = f"http://127.0.0.1:{svc.pgod.metric_port}/status.json"
+
+    def page() -> dict[str, object]:
+        doc = json.loads(h.run("curl", "-sf", url).stdout)
+        return next(s for s in doc["services"] if s["name"] == svc.name)
+
+    shown = h.wait_until(lambda: (p := page())["state"] == "running"
+                         and len(p["containers"]) == 3 and p, 60, "the status page")
+    assert "failed: task: non-zero exit (137)" in shown["reason"], (shown, line)
+    assert "swarm replaced it" in shown["reason"]
+    assert {c["service"] for c in shown["containers"]} == {"web", "side"}
+    assert all(c["status"].startswith("node ") for c in shown["containers"])
+
+    # pgod's own update is no drift, and what was repaired stays repaired
+    second = svc.push(web("2", more=SIDE))
+    assert svc.pgoctl("up").returncode == 0
+    svc.log(rf"deployed commit {second[:8]} in \S+s")
+    assert version_of(svc.name) == "2"
+    assert svc.pgod.count(r"drift: ") == 2, svc.pgod.log()

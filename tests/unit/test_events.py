@@ -116,8 +116,9 @@ def test_the_request_asks_the_engine_to_filter() -> None:
     assert path == "/events"  # unversioned: newer engines refuse old pinned versions
     from urllib.parse import parse_qs
     filters = json.loads(parse_qs(query)["filters"][0])
-    assert filters["type"] == ["container"]
-    assert filters["label"] == ["com.docker.compose.project"]
+    assert filters["type"] == ["container", "service"]  # (a swarm stack's services)
+    assert "label" not in filters  # (the engine ANDs labels: compose's or the stack's)
+    assert {"remove", "update"} <= set(filters["event"])
     assert "health_status" in filters["event"] and "exec_start" not in filters["event"]
     assert b"HTTP/1.1\r\nHost: docker\r\n" in engine.request_bytes(target)
 

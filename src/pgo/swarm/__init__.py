@@ -7,8 +7,11 @@ this machine is, deployed with `docker stack deploy` from the model compose reso
                    over `docker stack` and `docker service`
     converge.py    the health gate of a stack: every service's update completed, its
                    desired tasks running (healthy, where there is a healthcheck)
+    drift.py       a stack's drift (swarm services gone, unknown, or changed by hand) and
+                   its tasks' failures (logged, told, a crash loop on the status page)
     (Stack.manager_problem in stack.py: is the engine a swarm manager)
 
-Everything else (the checkout, secrets, the policy, the history, rollback, SSH) is the
-compose engine's, unchanged: a pgo.service.TrackedService whose project is a Stack.
+Everything else (the checkout, secrets, the policy, the history, rollback, SSH, events and
+repairs: pgo.watch, pgo.repair) is the compose engine's, unchanged: a
+pgo.service.TrackedService whose project is a Stack.
 """

@@ -161,7 +161,7 @@ class Stack(Project):
 
     async def up(self, *recreate: str) -> None:
         """A compose project's `up`: a stack has none (it is deployed from its model, and
-        swarm itself keeps its tasks running, so pgod repairs no drift of it)."""
+        swarm itself keeps its tasks running: a repair of its drift deploys the model)."""
         raise ComposeError("a swarm stack is deployed from its model (Stack.deploy)")
 
     async def deploy(self, model: Model, timeout: float = UP_TIMEOUT) -> None:
