@@ -8,9 +8,17 @@ paragraph separators, format characters such as bidi overrides, non-ASCII spaces
 surrogates) and the backslash itself come back as Python escapes (`\\n`, `\\x85`,
 `\\u202e`, `\\\\`), and the length is bounded, so one log line stays one line and says
 what was sent.
+
+`OneLine`, a filter on pgod's log handler, is the net under all of it: whatever a log
+record's message holds (a compose or git error quoting a team's file, a name nobody passed
+through `untrusted()`), its unprintable characters are escaped the same way (backslashes
+are left as they are, and nothing is cut), so no message can add a line or a terminal
+control to the log. A traceback (exc_info) is formatted apart and kept as it is.
 """
 
 from __future__ import annotations
+
+import logging
 
 LIMIT = 200  # characters of client text kept in one log line
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
@@ -35,3 +43,20 @@ def _escape(c: str) -> str:
     if n < 0x100:
         return f"\\x{n:02x}"
     return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def _unprintable(s: str) -> str:
+    return "".join(c if c.isprintable() else _escape(c) for c in s)
+
+
+class OneLine(logging.Filter):
+    """A handler's filter: each record's message as one line of printable text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # (logging's own error report is left to it)
+            return True
+        if not message.isprintable():
+            record.msg, record.args = _unprintable(message), ()
+        return True

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgo.logtext import LIMIT, untrusted
+from pgo.logtext import LIMIT, OneLine, untrusted
 
 
 @pytest.mark.parametrize(("sent", "logged"), [
@@ -33,3 +36,30 @@ def test_long_text_is_cut() -> None:
 def test_one_line_whatever_is_sent(text: str) -> None:
     out = untrusted(text)
     assert len(out.splitlines()) <= 1 and out.isprintable()
+
+
+def test_no_record_adds_a_line_to_pgods_log() -> None:
+    """The net under every log call: a compose error quoting a team's file can not forge
+    another service's line or reach the operator's terminal; a traceback stays whole."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    handler.addFilter(OneLine())
+    log = logging.getLogger("test.oneline")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        log.error("[%s] compose: %s", "shop", "service \"x\n[other] deployed\x1b[2J\"")
+        log.info("C:\\path \u00e9 \u2026 kept")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed:\u2028%s", "x")
+    finally:
+        log.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == '[ERROR] [shop] compose: service "x\\n[other] deployed\\x1b[2J"'
+    assert lines[1] == "[INFO] C:\\path \u00e9 \u2026 kept"
+    assert lines[2] == "[ERROR] failed:\\u2028x"
+    assert lines[3] == "Traceback (most recent call last):" and "ValueError: boom" in lines

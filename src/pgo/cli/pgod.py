@@ -13,6 +13,7 @@ from pgo import __version__, compose, config, engine, xpgo
 from pgo.cli.common import Parser
 from pgo.duration import parse_addr, parse_duration
 from pgo.errors import PgoError
+from pgo.logtext import OneLine
 
 DEFAULT_CONFIG = "/etc/pgo.toml"
 DEFAULT_DIR = "/var/lib/pgo"
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # (one record, one line: pgo.logtext)
+        handler.addFilter(OneLine())
     root_dir = Path(args.dir).absolute()
     data_dir = Path(args.datadir).absolute()
     if root_dir == Path("/") or data_dir == Path("/"):
