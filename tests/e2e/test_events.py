@@ -278,7 +278,7 @@ def test_a_replayed_stream_that_hangs_up(tmp_path):
     method, target, _ = replay.requests[0].split(" ")
     filters = json.loads(parse_qs(urlsplit(target).query)["filters"][0])
     assert method == "GET" and urlsplit(target).path == "/events"
-    assert filters["type"] == ["container"] and "die" in filters["event"]
+    assert filters["type"] == ["container", "service"] and "die" in filters["event"]
 
 
 def test_an_engine_that_is_not_there_at_first(tmp_path, caplog):
