@@ -61,6 +61,19 @@ def run(*argv: str, cwd: str | Path | None = None, check: bool = True,
                           env=env, input=input, timeout=timeout)
 
 
+def pgoctl(pgod: Pgod, key: Path, name: str, command: str, *args: str,
+           timeout: float = 180, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """`pgoctl -i KEY -p PORT -- 127.0.0.1:NAME//COMMAND ARGS` against `pgod`; never
+    raises on a non-zero exit. Its environment: `env` as given, else this process's without
+    PGOCTL_* and with a known-hosts file of the test's own (beside pgod's config)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PGOCTL_")}
+        env["PGOCTL_KNOWN_HOSTS"] = str(pgod.base / "known_hosts")
+    return run(PGOCTL, "-i", str(key), "-p", str(pgod.ssh_port), "--",
+               f"127.0.0.1:{name}//{command}", *args, check=False, timeout=timeout, env=env)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -105,8 +105,7 @@ def test_a_flood_from_one_address_leaves_everyone_else_served(
            "PGOCTL_KNOWN_HOSTS": str(base / "known")}
 
     def pgoctl() -> subprocess.CompletedProcess[str]:
-        return h.run(h.PGOCTL, "-i", str(keys["team"]), "-p", str(pgod.ssh_port), "--",
-                     f"127.0.0.1:{victim}//ping", check=False, env=env, timeout=120)
+        return h.pgoctl(pgod, keys["team"], victim, "ping", timeout=120, env=env)
 
     def ssh() -> subprocess.CompletedProcess[str]:
         return h.run("ssh", "-F", "/dev/null", "-p", str(pgod.ssh_port), "-i",

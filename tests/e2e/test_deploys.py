@@ -58,11 +58,7 @@ class Service:
 
     def pgoctl(self, command: str, *args: str, timeout: float = 180
                ) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin",
-               "PGOCTL_KNOWN_HOSTS": str(self.base / "known_hosts")}
-        return h.run(h.PGOCTL, "-i", str(self.key), "-p", str(self.pgod.ssh_port), "--",
-                     f"127.0.0.1:{self.name}//{command}", *args, check=False,
-                     timeout=timeout, env=env)
+        return h.pgoctl(self.pgod, self.key, self.name, command, *args, timeout=timeout)
 
     def log(self, pattern: str, count: int = 1, timeout: float = 120) -> str:
         return self.pgod.wait_log(rf"\[{self.name}\] {pattern}", timeout=timeout, count=count)

@@ -66,10 +66,7 @@ class Fleet:
         return self.ups[name].commit("change")
 
     def pgoctl(self, name: str, command: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin",
-               "PGOCTL_KNOWN_HOSTS": str(self.base / "known_hosts")}
-        return h.run(h.PGOCTL, "-i", str(self.key), "-p", str(self.pgod.ssh_port), "--",
-                     f"127.0.0.1:{name}//{command}", check=False, timeout=180, env=env)
+        return h.pgoctl(self.pgod, self.key, name, command)
 
     def log(self, name: str, pattern: str, count: int = 1, timeout: float = 120) -> str:
         return self.pgod.wait_log(rf"\[{name}\] {pattern}", timeout=timeout, count=count)

@@ -42,12 +42,7 @@ def keygen(base: Path, who: str) -> Path:
     return path
 
 
-def pgoctl(pgod: h.Pgod, key: Path, name: str, command: str, *args: str
-           ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PGOCTL_ID"}
-    env["PGOCTL_KNOWN_HOSTS"] = str(pgod.base / "known_hosts")
-    return h.run(h.PGOCTL, "-i", str(key), "-p", str(pgod.ssh_port), "--",
-                 f"127.0.0.1:{name}//{command}", *args, check=False, env=env, timeout=120)
+pgoctl = h.pgoctl
 
 
 def in_container(name: str, *argv: str) -> str:

@@ -54,9 +54,8 @@ class Team:
     def pgoctl(self, command: str, *args: str, who: str = "alice", name: str = "",
                timeout: float = 120, env: dict[str, str] | None = None
                ) -> subprocess.CompletedProcess[str]:
-        argv = [h.PGOCTL, "-i", str(self.keys[who]), "-p", str(self.pgod.ssh_port), "--",
-                f"127.0.0.1:{name or self.name}//{command}", *args]
-        return h.run(*argv, check=False, timeout=timeout, env=env or self.env())
+        return h.pgoctl(self.pgod, self.keys[who], name or self.name, command, *args,
+                        timeout=timeout, env=env or self.env())
 
     def ssh_argv(self, remote: str, who: str = "alice") -> list[str]:
         return ["ssh", "-p", str(self.pgod.ssh_port), "-i", str(self.keys[who]),
