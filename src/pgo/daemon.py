@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import random
 import shutil
 import signal
@@ -258,16 +259,25 @@ class Daemon:
     async def start_servers(self) -> list[Server]:
         """The listeners beside the tracker: SSH (-s) and metrics/webhooks (-m)."""
         servers: list[Server] = []
-        if self.opts.ssh_addr is not None:
-            from pgo import sshd
+        try:
+            if self.opts.ssh_addr is not None:
+                from pgo import sshd
 
-            servers.append(await sshd.start(self, *self.opts.ssh_addr))
-        if self.opts.metric_addr is not None:
-            from pgo import httpd
+                what, addr = "-s (SSH)", self.opts.ssh_addr
+                servers.append(await sshd.start(self, *addr))
+            if self.opts.metric_addr is not None:
+                from pgo import httpd
 
-            servers.append(await httpd.start(
-                self, *self.opts.metric_addr,
-                status=self.overview.snapshot if self.opts.status_page else None))
+                what, addr = "-m (metrics, webhooks, status page)", self.opts.metric_addr
+                servers.append(await httpd.start(
+                    self, *addr,
+                    status=self.overview.snapshot if self.opts.status_page else None))
+        except OSError as e:  # (in use, or not an address of this machine: one line)
+            for started in servers:
+                await started.aclose()
+            host, port = addr
+            why = os.strerror(e.errno) if e.errno else str(e)  # (asyncio's words wrap it)
+            raise PgoError(f"can not listen on {host or '*'}:{port}, {what}: {why}") from None
         return servers
 
 

@@ -74,10 +74,20 @@ def pgoctl(pgod: Pgod, key: Path, name: str, command: str, *args: str,
                f"127.0.0.1:{name}//{command}", *args, check=False, timeout=timeout, env=env)
 
 
+_GIVEN: set[int] = set()  # ports free_port() handed out in this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, never one handed out before in this run: the kernel may give the
+    same ephemeral port to two binds in a row once the first socket is closed (pgod's -s
+    and -m, asked one after the other, then collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def scratch(tmp_path_factory: Any, prefix: str) -> Path:

@@ -58,3 +58,25 @@ def test_not_root_says_so() -> None:
 def test_version() -> None:
     rc, lines = pgod("--version")
     assert rc == 0 and lines[0].startswith("pgod ")
+
+
+@pytest.mark.parametrize("flag", ["-s", "-m"])
+def test_a_listener_address_in_use_is_one_line(base: Path, flag: str) -> None:
+    """A port another program holds: pgod says which listener and exits 1, no traceback."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        cfg = base / "pgo.toml"
+        cfg.write_text("")
+        cfg.chmod(0o600)
+        other = "-m" if flag == "-s" else "-s"
+        rc, lines = pgod("-c", str(cfg), "-d", str(base / "d"), "--datadir",
+                         str(base / "data"), flag, f"127.0.0.1:{port}", other, "off")
+    assert rc == 1, lines
+    what = "-s (SSH)" if flag == "-s" else "-m (metrics, webhooks, status page)"
+    assert lines[-1] == f"pgod: can not listen on 127.0.0.1:{port}, {what}: Address " \
+                        "already in use", lines
+    assert not any("Traceback" in ln for ln in lines), lines

@@ -281,10 +281,9 @@ def test_an_engine_restart_reconciles_every_service(base, projects, pgods):
     finally:
         if h.run("docker", "info", check=False).returncode != 0:
             h.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd exited")
-            # (as scripts/setup.sh starts it where there is no systemd)
-            with open("/var/log/dockerd.log", "a") as out:
-                subprocess.Popen(["setsid", "dockerd"], stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
+            # (as scripts/setup.sh starts it where there is no systemd; by a shell that
+            # exits at once, so no child of this process is left running)
+            h.run("sh", "-c", "setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &")
             h.wait_until(lambda: h.run("docker", "info", check=False).returncode == 0, 120,
                          "dockerd back")
     fleet.pgod.wait_log(r"docker engine events at \S+: connected again")
