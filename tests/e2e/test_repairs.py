@@ -4,7 +4,8 @@ the poll is 5 minutes away; what a team or operator asked for is left alone; cra
 are capped; a project brought up by hand with another file is brought back; every kind of
 notification reaches a local HTTP receiver once; the status page of the live daemon in a
 headless browser. The engine-restart test stops dockerd, which every test run on this
-machine shares: it runs only with PGO_E2E_ENGINE_RESTART=1 (CI's machine, or once, by hand).
+machine shares: it runs only with PGO_E2E_ENGINE_RESTART=1 (.ci/run sets it: CI's machine is
+its own).
 """
 
 from __future__ import annotations
