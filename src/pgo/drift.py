@@ -100,11 +100,13 @@ def _decide_stack(event: ContainerEvent, intent: Intent, what: str) -> Decision:
     return Decision(False, f"{what}: swarm's (it keeps the stack's tasks running)")
 
 
-def owner(name: str, services: Collection[str]) -> str:
-    """The configured service a swarm service named `name` (STACK_SERVICE) is the stack
-    of: the longest service name it starts with, followed by `_` ("" when none)."""
-    owners = [s for s in services if name.startswith(s + "_")]
-    return max(owners, key=len) if owners else ""
+def owner(name: str, services: Collection[str], separators: tuple[str, ...] = ("_",)
+          ) -> str:
+    """The configured service a name is of: the longest service name it starts with,
+    followed by one of `separators` ("" when none). A swarm service (STACK_SERVICE) is its
+    stack's; a container (belongs) its compose project's."""
+    owners = [s for s in services if name.startswith(tuple(s + sep for sep in separators))]
+    return max(owners, key=len, default="")
 
 
 def _unless_intended(wanted: Decision, event: ContainerEvent, intent: Intent) -> Decision:
@@ -133,8 +135,7 @@ def belongs(project: str, container_name: str, services: Collection[str]) -> boo
     it starts with, followed by `-` or `_`, is `project`). Compose v1 lets a compose file
     set the `com.docker.compose.project` label of its containers: without this check a
     team could make its containers' events, and crash loops, another service's."""
-    owners = [s for s in services if container_name.startswith((s + "-", s + "_"))]
-    return bool(owners) and max(owners, key=len) == project
+    return bool(project) and owner(container_name, services, ("-", "_")) == project
 
 
 # -- the crash-loop cap --------------------------------------------------------------------

@@ -27,6 +27,8 @@ from pgo.errors import PgoError
 # The engine's own socket (also what compose.RunningProjects asks; one owner: here)
 ENGINE_SOCKET = "/var/run/docker.sock"
 PROJECT_LABEL = "com.docker.compose.project"
+STACK_LABEL = "com.docker.stack.namespace"  # a swarm stack's, on its services and tasks
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"  # on a swarm task's container
 SERVICE_LABEL = "com.docker.compose.service"
 HASH_LABEL = "com.docker.compose.config-hash"
 NUMBER_LABEL = "com.docker.compose.container-number"

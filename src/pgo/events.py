@@ -62,8 +62,6 @@ WATCHED = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy"
            "unpause", "health_status")
 # ... and of swarm services (type service): created, updated, removed
 SERVICE_ACTIONS = ("create", "update", "remove")
-STACK_LABEL = "com.docker.stack.namespace"  # a swarm stack's, on its services and tasks
-SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"  # on a task's container
 
 
 @dataclass(frozen=True)
@@ -150,8 +148,8 @@ def parse_event(doc: Any) -> ContainerEvent | None:
     service = str(attrs.get(engine.SERVICE_LABEL) or "")
     swarm = False
     if not project:  # (a swarm task's container: its stack, and its service in the stack)
-        project = str(attrs.get(STACK_LABEL) or "")
-        service = str(attrs.get(SWARM_SERVICE_LABEL) or "").removeprefix(project + "_")
+        project = str(attrs.get(engine.STACK_LABEL) or "")
+        service = str(attrs.get(engine.SWARM_SERVICE_LABEL) or "").removeprefix(project + "_")
         swarm = True
         if not project:
             return None

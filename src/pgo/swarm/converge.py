@@ -21,8 +21,8 @@ from typing import Any
 from pgo.health import Result
 from pgo.health import _epoch as epoch  # (the engine's timestamps, read once)
 from pgo.logtext import untrusted
+from pgo.swarm.drift import dig, failures
 
-STACK_LABEL = "com.docker.stack.namespace"
 FAILED_UPDATES = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
 
 
@@ -33,15 +33,9 @@ class Reading:
     failed: bool = False
 
 
-def _get(doc: Any, *keys: str) -> Any:
-    for k in keys:
-        doc = doc.get(k) if isinstance(doc, Mapping) else None
-    return doc
-
-
 def desired(service: Mapping[str, Any]) -> int | None:
     """The tasks a service wants running; None for a global service (one per node)."""
-    n = _get(service, "Spec", "Mode", "Replicated", "Replicas")
+    n = dig(service, "Spec", "Mode", "Replicated", "Replicas")
     return n if isinstance(n, int) else None
 
 
@@ -50,7 +44,7 @@ def assess(stack: str, expected: Sequence[str], services: Sequence[Mapping[str, 
            ) -> Reading:
     """The stack's health: `expected` are the compose services of the model, whose swarm
     services are STACK_SERVICE; `services` and `tasks` as the engine's API lists them."""
-    by_name = {str(_get(s, "Spec", "Name")): s for s in services}
+    by_name = {str(dig(s, "Spec", "Name")): s for s in services}
     waiting: list[str] = []
     for name in expected:
         full = f"{stack}_{name}"
@@ -58,30 +52,23 @@ def assess(stack: str, expected: Sequence[str], services: Sequence[Mapping[str, 
         if svc is None:
             waiting.append(f"{name}: no swarm service yet")
             continue
-        update = _get(svc, "UpdateStatus", "State")
-        message = str(_get(svc, "UpdateStatus", "Message") or "")
+        update = dig(svc, "UpdateStatus", "State")
+        message = str(dig(svc, "UpdateStatus", "Message") or "")
         if update in FAILED_UPDATES:
             return Reading(False, untrusted(f"{name}: swarm's update {update}"
                                             + (f": {message}" if message else ""), 240), True)
         mine = [t for t in tasks if t.get("ServiceID") == svc.get("ID")]
-        for t in mine:
-            state = _get(t, "Status", "State")
-            at = epoch(_get(t, "Status", "Timestamp"))
-            if state in ("failed", "rejected") and at >= since:
-                err = str(_get(t, "Status", "Err") or state)
-                code = _get(t, "Status", "ContainerStatus", "ExitCode")
-                slot = t.get("Slot")
-                return Reading(False, untrusted(
-                    f"{name}: task {full}.{slot or t.get('NodeID', '')} {state}: {err}"
-                    + (f" (exit code {code})" if isinstance(code, int) and code else ""),
-                    240), True)
+        failed = [f for f in failures([svc], mine) if f.at >= since]
+        if failed:
+            return Reading(False, untrusted(f"{name}: task {failed[0].name} {failed[0].why}",
+                                            240), True)
         if update in ("updating", "rollback_started"):
             waiting.append(f"{name}: update {update}")
             continue
         running = [t for t in mine if t.get("DesiredState") == "running"
-                   and _get(t, "Status", "State") == "running"]
+                   and dig(t, "Status", "State") == "running"]
         settled = [t for t in running
-                   if now - epoch(_get(t, "Status", "Timestamp")) >= settle]
+                   if now - epoch(dig(t, "Status", "Timestamp")) >= settle]
         want = desired(svc)
         live = [t for t in mine if t.get("DesiredState") == "running"]
         need = want if want is not None else max(len(live), 1)

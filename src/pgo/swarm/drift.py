@@ -40,7 +40,8 @@ from pgo.logtext import untrusted
 FAILED = ("failed", "rejected")
 
 
-def _get(doc: Any, *keys: str) -> Any:
+def dig(doc: Any, *keys: str) -> Any:
+    """doc[k1][k2]... of an engine document; None where a level is missing."""
     for k in keys:
         doc = doc.get(k) if isinstance(doc, Mapping) else None
     return doc
@@ -58,7 +59,7 @@ def spec_digest(service: Mapping[str, Any]) -> str:
 
 
 def spec_digests(services: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    return {str(_get(s, "Spec", "Name")): spec_digest(s) for s in services}
+    return {str(dig(s, "Spec", "Name")): spec_digest(s) for s in services}
 
 
 def compare(stack: str, expected: Collection[str], services: Sequence[Mapping[str, Any]],
@@ -66,7 +67,7 @@ def compare(stack: str, expected: Collection[str], services: Sequence[Mapping[st
     """What differs between the stack's swarm services and the model's compose services
     `expected` (empty: nothing). `baseline`: the spec digests as pgod last deployed them
     (empty: not known, so specs are not compared)."""
-    by_name = {str(_get(s, "Spec", "Name")): s for s in services}
+    by_name = {str(dig(s, "Spec", "Name")): s for s in services}
     out: list[Difference] = []
     for name in sorted(expected):
         full = f"{stack}_{name}"
@@ -89,34 +90,34 @@ class TaskFailure:
     name: str  # STACK_SERVICE.SLOT (or .NODE for a global service)
     node: str  # the node's id
     at: float  # when it failed, seconds since the epoch
-    why: str  # `failed: task: non-zero exit (3)`
+    why: str  # `failed: task: non-zero exit (3) (exit code 3)`, as the engine says it
 
     def describe(self) -> str:
-        return f"task {self.name} {self.why}" + (f" on node {self.node[:12]}"
-                                                 if self.node else "")
+        return untrusted(f"task {self.name} {self.why}" + (
+            f" on node {self.node[:12]}" if self.node else ""), 240)
 
 
 def failures(services: Sequence[Mapping[str, Any]], tasks: Sequence[Mapping[str, Any]]
              ) -> list[TaskFailure]:
     """The failed or rejected tasks of `services` among `tasks` (swarm keeps a few ended
-    tasks of each slot), oldest first."""
+    tasks of each slot), oldest first (a stack's health gate, pgo.swarm.converge, fails on
+    one since its deploy began)."""
     from pgo.health import _epoch as epoch  # (the engine's timestamps, read once)
 
-    names = {s.get("ID"): str(_get(s, "Spec", "Name")) for s in services}
+    names = {s.get("ID"): str(dig(s, "Spec", "Name")) for s in services}
     out = []
     for t in tasks:
-        state = _get(t, "Status", "State")
+        state = dig(t, "Status", "State")
         if state not in FAILED or t.get("ServiceID") not in names:
             continue
-        err = str(_get(t, "Status", "Err") or "")
-        code = _get(t, "Status", "ContainerStatus", "ExitCode")
+        err = str(dig(t, "Status", "Err") or "")
+        code = dig(t, "Status", "ContainerStatus", "ExitCode")
         why = f"{state}" + (f": {err}" if err else "") + (
             f" (exit code {code})" if isinstance(code, int) and code else "")
         node = str(t.get("NodeID") or "")
         out.append(TaskFailure(str(t.get("ID") or ""),
                                f"{names[t.get('ServiceID')]}.{t.get('Slot') or node[:12]}",
-                               node, epoch(_get(t, "Status", "Timestamp")),
-                               untrusted(why, 200)))
+                               node, epoch(dig(t, "Status", "Timestamp")), why))
     return sorted(out, key=lambda f: f.at)
 
 

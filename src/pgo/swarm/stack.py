@@ -26,7 +26,6 @@ from pgo.errors import CommandError, ComposeError
 from pgo.logtext import untrusted
 from pgo.runner import Sink, redact
 from pgo.swarm import stackfile
-from pgo.swarm.converge import STACK_LABEL
 
 DOWN_WAIT = 120.0  # for a removed stack's services and networks to be gone
 RM_AGAIN = 5.0  # seconds between two docker stack rm while something of the stack is left
@@ -72,10 +71,10 @@ class Stack(Project):
 
     async def services(self) -> list[dict[str, Any]]:
         """The stack's swarm services, as the engine's API lists them."""
-        found = await self._api("/services", {"label": [f"{STACK_LABEL}={self.name}"]})
+        found = await self._api("/services", {"label": [f"{engine.STACK_LABEL}={self.name}"]})
         if found is None:
             ids = (await self._docker("service", "ls", "--quiet", "--filter",
-                                      f"label={STACK_LABEL}={self.name}")).split()
+                                      f"label={engine.STACK_LABEL}={self.name}")).split()
             found = json.loads(await self._docker("service", "inspect", "--", *ids)) \
                 if ids else []
         return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
@@ -210,7 +209,7 @@ class Stack(Project):
             deadline = asked + DOWN_WAIT
             while time.monotonic() < deadline:
                 nets = await self._docker("network", "ls", "--quiet", "--filter",
-                                          f"label={STACK_LABEL}={self.name}")
+                                          f"label={engine.STACK_LABEL}={self.name}")
                 if not await self.services() and not nets.split():
                     return
                 if time.monotonic() - asked > RM_AGAIN:
