@@ -38,6 +38,9 @@ class Team:
         self.known = base / "known_hosts"
         self.pgod = h.Pgod(base, [{"name": self.name, "user": h.USER,
                                    "repository": self.up.url}], interval="1h")
+        # the compose projects of services a test adds to this pgod: removed once it has
+        # stopped (before, it would repair them: pgo.repair)
+        self.projects = [self.name]
 
     def keygen(self, who: str) -> Path:
         path = self.base / f"id_{who}"
@@ -81,7 +84,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         yield t
     finally:
         t.pgod.stop()
-        h.down_project(t.name)
+        for name in t.projects:
+            h.down_project(name)
 
 
 def test_ping_ps_and_status(team: Team) -> None:
@@ -149,14 +153,13 @@ def test_key_of_nobody_is_refused_at_login(team: Team) -> None:
     assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr
 
 
-def test_key_of_another_service_grants_nothing(team: Team, base: Path,
-                                               projects: list[str]) -> None:
+def test_key_of_another_service_grants_nothing(team: Team, base: Path) -> None:
     other = h.Upstream(base, "other")
     other.write("compose.yaml", h.WEB)
     other.write("ssh/mallory.pub", team.pub("mallory"))
     other.commit("other team")
     name = h.unique("other")
-    projects.append(name)
+    team.projects.append(name)
     cfg = team.pgod.config.read_text() + h.toml_service(
         {"name": name, "user": h.USER, "repository": other.url})
     team.pgod.config.write_text(cfg)
